@@ -1,0 +1,1 @@
+"""Plain-Python foundations shared by every layer: errors, atomic writes, optional imports. No torch.nn."""
