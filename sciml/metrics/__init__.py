@@ -1,1 +1,1 @@
-
+"""Evaluation metrics shared by tasks and tools."""

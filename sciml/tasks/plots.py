@@ -1,0 +1,78 @@
+"""Diagnostic figures for surrogate rollouts, written atomically as PNG files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # runs on headless cluster nodes and in CI; must precede pyplot
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from sciml.core.atomic import atomic_path  # noqa: E402
+
+
+def save_figure(figure: plt.Figure, path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    plt.close(figure)
+    return path
+
+
+def plot_spectra(
+    k: np.ndarray, true: np.ndarray, pred: np.ndarray, steps: list[int], dt: float, path: Path
+) -> Path:
+    """Predicted vs true energy spectra at several rollout steps; ``true``/``pred`` are (steps, K)."""
+    figure, axis = plt.subplots(figsize=(6, 4.5))
+    colors = plt.cm.viridis(np.linspace(0, 0.9, len(steps)))
+    for color, step in zip(colors, steps):
+        label = f"t = {(step + 1) * dt:.3g}"
+        axis.loglog(k[1:], true[step, 1:], color=color, lw=2, alpha=0.5, label=f"true {label}")
+        axis.loglog(k[1:], pred[step, 1:], color=color, lw=1.2, ls="--", label=f"pred {label}")
+    axis.set_xlabel("wavenumber k")
+    axis.set_ylabel("E(k)")
+    axis.set_title("Energy spectrum along the rollout (solid: true, dashed: surrogate)")
+    axis.legend(fontsize=7, ncol=2)
+    axis.grid(True, which="both", alpha=0.3)
+    return save_figure(figure, path)
+
+
+def plot_midplane_slices(
+    true: np.ndarray, pred: np.ndarray, steps: list[int], channel_names: list[str], path: Path
+) -> Path:
+    """Mid-plane (z = Z/2) slices of the first channel: truth, prediction and error per rollout step.
+
+    ``true``/``pred`` are (steps, C, X, Y, Z).
+    """
+    z_mid = true.shape[-1] // 2
+    figure, axes = plt.subplots(3, len(steps), figsize=(2.6 * len(steps), 7.2), squeeze=False)
+    for column, step in enumerate(steps):
+        truth, guess = true[step, 0, :, :, z_mid], pred[step, 0, :, :, z_mid]
+        limit = float(np.nanmax(np.abs(truth))) or 1.0
+        panels = [(truth, "true"), (guess, "surrogate"), (guess - truth, "error")]
+        for row, (image, title) in enumerate(panels):
+            axis = axes[row, column]
+            axis.imshow(image.T, origin="lower", cmap="RdBu_r", vmin=-limit, vmax=limit)
+            axis.set_xticks([])
+            axis.set_yticks([])
+            axis.set_title(f"{title}, step {step + 1}", fontsize=8)
+    figure.suptitle(f"{channel_names[0]} on the mid-plane z = Z/2")
+    return save_figure(figure, path)
+
+
+def plot_rollout_curves(curves: dict[str, np.ndarray], threshold: float, path: Path) -> Path:
+    """Error and drift versus rollout step; each curve is (trajectories, steps)."""
+    figure, axes = plt.subplots(1, len(curves), figsize=(4.2 * len(curves), 3.6), squeeze=False)
+    for axis, (name, values) in zip(axes[0], curves.items()):
+        steps = np.arange(1, values.shape[-1] + 1)
+        for trajectory in values:
+            axis.plot(steps, trajectory, color="0.6", lw=0.8)
+        axis.plot(steps, np.nanmean(values, axis=0), color="C0", lw=2, label="mean")
+        if name == "spectrum_error":
+            axis.axhline(threshold, color="C3", ls=":", label=f"{threshold:.0%} tolerance")
+        axis.set_xlabel("rollout step")
+        axis.set_title(name.replace("_", " "))
+        axis.grid(True, alpha=0.3)
+        axis.legend(fontsize=7)
+    return save_figure(figure, path)
