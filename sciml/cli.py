@@ -15,11 +15,13 @@ from importlib import resources
 from pathlib import Path
 
 import pytorch_lightning as pl
-from pytorch_lightning.cli import LightningCLI
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from rich.console import Console
 from rich.table import Table
 
-_console = Console(stderr=True)
+from sciml.core.errors import SciMLError
+
+_console = Console(stderr=True, soft_wrap=True)
 
 
 def shipped_configs() -> dict[str, Path]:
@@ -54,6 +56,14 @@ def _resolve_config_arguments(args: list[str]) -> list[str]:
         elif argument.startswith("--config="):
             resolved[index] = "--config=" + resolve_config(argument.split("=", 1)[1])
     return resolved
+
+
+class SciMLArgumentParser(LightningArgumentParser):
+    """On a config error, print one usage line instead of every option, so the message that names the
+    key stays on screen."""
+
+    def print_usage(self, file=None) -> None:
+        (file or sys.stderr).write(f"usage: {self.prog.replace(' [options]', '')} --config FILE [--key value ...]\n")
 
 
 class SciMLCLI(LightningCLI):
@@ -99,12 +109,22 @@ def main(args: list[str] | None = None) -> SciMLCLI:
         # LightningCLI warns when given both argv and args; from the shell, hand it the resolved argv.
         sys.argv[1:] = arguments
         arguments = None
+    try:
+        return _run(arguments)
+    except SciMLError as error:
+        # Data and config problems are the user's to fix: one message naming the file/key, no traceback.
+        _console.print(f"[bold red]error[/]: {error}")
+        raise SystemExit(1) from None
+
+
+def _run(arguments: list[str] | None) -> SciMLCLI:
     return SciMLCLI(
         model_class=pl.LightningModule,
         datamodule_class=pl.LightningDataModule,
         subclass_mode_model=True,
         subclass_mode_data=True,
         seed_everything_default=0,
+        parser_class=SciMLArgumentParser,
         parser_kwargs={"prog": "python -m sciml", "description": __doc__.split("\n\n")[0]},
         args=arguments,
     )

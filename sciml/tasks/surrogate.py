@@ -22,7 +22,6 @@ import math
 from pathlib import Path
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
 from jaxtyping import Float
 from torch import Tensor, nn
@@ -35,9 +34,10 @@ from sciml.metrics.turbulence import (
 )
 from sciml.physics.statistics import energy_spectrum, kinetic_energy
 from sciml.tasks import plots
+from sciml.tasks.checkpointing import InjectedNetCheckpoint
 
 
-class SurrogateTask(pl.LightningModule):
+class SurrogateTask(InjectedNetCheckpoint):
     """Trains ``net: (B, C, T_in, X, Y, Z) -> (B, C, X, Y, Z)`` as a one-step field surrogate.
 
     Args:
@@ -46,7 +46,6 @@ class SurrogateTask(pl.LightningModule):
         weight_decay: AdamW weight decay.
         warmup_steps: linear warm-up length in optimizer steps, followed by cosine decay to ``lr * min_lr_ratio``.
         min_lr_ratio: final learning rate as a fraction of ``lr``.
-        rollout_steps: cap on the autoregressive rollout length in validation/test (None: whole trajectory).
         spectrum_tolerance: spectrum error that ends the "good rollout" count in the summary.
         divergence_factor: kinetic-energy ratio (pred/true) above which a rollout counts as blown up.
         velocity_channels: channel indices of the three velocity components, used for spectra and energy.
@@ -60,7 +59,6 @@ class SurrogateTask(pl.LightningModule):
         weight_decay: float = 1e-4,
         warmup_steps: int = 50,
         min_lr_ratio: float = 0.02,
-        rollout_steps: int | None = None,
         spectrum_tolerance: float = 0.1,
         divergence_factor: float = 10.0,
         velocity_channels: tuple[int, int, int] = (0, 1, 2),
@@ -169,8 +167,8 @@ class SurrogateTask(pl.LightningModule):
     @torch.no_grad()
     def _evaluate_rollout(self, trajectory: Float[Tensor, "B C T X Y Z"]) -> dict[str, Tensor]:
         """Roll out one trajectory from its first window, step by step, stopping at divergence."""
-        available = trajectory.shape[2] - self.in_steps
-        steps = available if self.hparams.rollout_steps is None else min(available, self.hparams.rollout_steps)
+        # The data module decides the rollout length (its rollout_steps option caps the trajectories).
+        steps = trajectory.shape[2] - self.in_steps
         velocity = list(self.hparams.velocity_channels)
         lengths = tuple(self.domain_lengths.tolist())
         window = trajectory[:, :, : self.in_steps]

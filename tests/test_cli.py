@@ -1,0 +1,93 @@
+"""python -m sciml: help, bare config names, and config errors that stop the run before any work."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sciml.cli import main
+
+SHIPPED = Path(__file__).resolve().parents[1] / "configs" / "turbulence.yaml"
+
+
+def test_help_runs_as_a_module():
+    result = subprocess.run([sys.executable, "-m", "sciml", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "fit" in result.stdout and "predict" in result.stdout
+
+
+@pytest.mark.parametrize("name", ["turbulence.yaml", "turbulence"])
+def test_bare_config_name_resolves_to_the_shipped_config_from_anywhere(name, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stop:
+        main(["fit", "--config", name, "--print_config"])
+    assert stop.value.code == 0
+    captured = capsys.readouterr()
+    assert "using the shipped config" in captured.err
+    assert str(SHIPPED.name) in captured.err
+    assert "sciml.models.ifactformer.IFactFormer" in captured.out
+
+
+def test_a_local_file_wins_over_the_shipped_config(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "turbulence.yaml").write_text(SHIPPED.read_text().replace("max_epochs: 6", "max_epochs: 77"))
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", "turbulence.yaml", "--print_config"])
+    captured = capsys.readouterr()
+    assert "shipped" not in captured.err
+    assert "max_epochs: 77" in captured.out
+
+
+def test_unknown_config_name_lists_the_shipped_ones(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stop:
+        main(["fit", "--config", "turbulense.yaml"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "turbulense.yaml" in err and "turbulence.yaml" in err
+
+
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [
+        ("model:\n  init_args:\n    learning_rate: 0.1\n", "learning_rate"),  # unknown key
+        ("model:\n  init_args:\n    lr: fast\n", "lr"),  # wrong type
+        ("data:\n  init_args:\n    batch_size: 2.5\n", "batch_size"),  # wrong type
+        ("trainer:\n  max_epoch: 3\n", "max_epoch"),  # unknown trainer key
+    ],
+)
+def test_config_errors_name_the_key_before_any_work(override, named, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "override.yaml").write_text(override)
+    with pytest.raises(SystemExit) as stop:
+        main(["fit", "--config", str(SHIPPED), "--config", "override.yaml"])
+    assert stop.value.code == 2
+    assert named in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["override.yaml"], "nothing may be written"
+
+
+def test_missing_required_value_names_the_key(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "no_path.yaml"
+    config.write_text(
+        "model:\n  class_path: sciml.tasks.surrogate.SurrogateTask\n  init_args:\n    net:\n"
+        "      class_path: sciml.models.ifactformer.IFactFormer\n"
+        "data:\n  class_path: sciml.data.fields.FieldDataModule\n"
+    )
+    with pytest.raises(SystemExit) as stop:
+        main(["fit", "--config", str(config)])
+    assert stop.value.code == 2
+    assert "required" in (err := capsys.readouterr().err) and "path" in err
+
+
+def test_missing_data_without_a_generator_names_the_command_that_makes_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stop:
+        main(
+            ["fit", "--config", str(SHIPPED), "--data.init_args.path=nowhere/flow.h5",
+             "--data.init_args.generator=null", "--trainer.accelerator=cpu"]
+        )
+    assert stop.value.code == 1
+    err = capsys.readouterr().err
+    assert "nowhere/flow.h5" in err and "python -m sciml.data.generate" in err
