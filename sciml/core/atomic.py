@@ -26,6 +26,7 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    _apply_umask(tmp, 0o666)
     try:
         yield tmp
         _fsync_file(tmp)
@@ -45,6 +46,7 @@ def atomic_directory(target: str | Path) -> Iterator[Path]:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    _apply_umask(tmp, 0o777)
     try:
         yield tmp
     except BaseException:
@@ -62,6 +64,13 @@ def atomic_directory(target: str | Path) -> Iterator[Path]:
 def write_text_atomic(target: str | Path, text: str) -> None:
     with atomic_path(target) as tmp:
         tmp.write_text(text)
+
+
+def _apply_umask(path: Path, mode: int) -> None:
+    """mkstemp/mkdtemp create private (0600/0700) entries; give them what a plain open/mkdir would."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, mode & ~umask)
 
 
 def _fsync_file(path: Path) -> None:

@@ -38,3 +38,17 @@ def test_error_messages_name_the_place_at_fault():
     )
     assert "make it with: python -m x" in str(DatasetNotFoundError("/d", "python -m x"))
     assert str(ConfigError("data.init_args.t_in", "must be >= 1")) == "config key 'data.init_args.t_in': must be >= 1"
+
+
+def test_atomic_writes_get_the_permissions_of_a_plain_open(tmp_path):
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        write_text_atomic(tmp_path / "f.txt", "x")
+        with atomic_directory(tmp_path / "d") as tmp:
+            (tmp / "a").write_text("1")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755

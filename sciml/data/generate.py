@@ -1,0 +1,208 @@
+"""Make the embedded turbulence dataset: filtered forced homogeneous isotropic turbulence.
+
+``python -m sciml.data.generate --out data/turbulence`` runs :func:`sciml.physics.hit.simulate_forced_hit`
+(pseudo-spectral DNS of forced HIT, filtered to the LES grid) and writes the same trajectories twice:
+``<out>/turbulence.h5`` (The Well schema) and ``<out>/turbulence.zarr`` (zarr v3 / xarray). Both are
+deterministic for a seed (same bytes on a rerun) and written atomically.
+
+The defaults below make the embedded default dataset of ``configs/turbulence.yaml``; they are chosen to
+finish within about 3 minutes on 2 CPU cores (see datasets/turbulence/README.md for the measurement).
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import math
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sciml.core.errors import ConfigError
+from sciml.data.formats.well import SUFFIXES as WELL_SUFFIXES
+from sciml.data.formats.well import write_well
+from sciml.data.formats.zarr_store import SUFFIX as ZARR_SUFFIX
+from sciml.data.formats.zarr_store import write_zarr
+
+DATASET_NAME = "forced_hit_les"
+
+#: Simulation settings of the embedded default dataset (arguments of simulate_forced_hit; ``nu=None``
+#: lets the solver pick ``k_max eta = 1`` on the DNS grid). Any other argument of simulate_forced_hit
+#: (``injection_rate``, ``k_forcing``, ``cfl``, ...) may be given too.
+DEFAULTS: dict[str, Any] = {
+    "n_dns": 64,
+    "n_les": 32,
+    "n_trajectories": 4,
+    "n_snapshots": 40,
+    "snapshot_dt": 0.06,
+    "spinup_time": 8.0,
+    "nu": None,
+    "filter": "sharp",
+    "seed": 0,
+}
+
+
+def make_turbulence_dataset(
+    out: str | Path,
+    *,
+    name: str = "turbulence",
+    formats: Sequence[str] = ("hdf5", "zarr"),
+    hdf5_suffix: str = ".h5",
+    progress: Callable[..., Any] | None = None,
+    device: str = "cpu",
+    **simulation: Any,
+) -> dict[str, Path]:
+    """Simulate filtered forced HIT and write it to ``out/<name>.h5`` and/or ``out/<name>.zarr``.
+
+    ``simulation`` overrides :data:`DEFAULTS` (keys of ``simulate_forced_hit``). Returns the written
+    paths by format.
+    """
+    from sciml.physics.hit import simulate_forced_hit
+
+    formats = tuple(formats)
+    for fmt in formats:
+        if fmt not in ("hdf5", "zarr"):
+            raise ConfigError("formats", f"must name 'hdf5' and/or 'zarr', got {fmt!r}")
+    if hdf5_suffix not in WELL_SUFFIXES:
+        raise ConfigError("hdf5_suffix", f"must be one of {WELL_SUFFIXES}, got {hdf5_suffix!r}")
+    accepted = set(inspect.signature(simulate_forced_hit).parameters) - {"progress", "device"}
+    unknown = set(simulation) - accepted
+    if unknown:
+        raise ConfigError("generator_args", f"unknown keys {sorted(unknown)}; known: {sorted(accepted)}")
+    settings = {**DEFAULTS, **simulation}
+    sim = simulate_forced_hit(**settings, device=device, progress=progress)
+
+    out = Path(out)
+    # Coordinates and times in float64 from their definitions (x_i = i L / n, t_j = j snapshot_dt) rather
+    # than the solver's float32 copies, so lengths and dt read back exactly.
+    lengths = [float(v) for v in sim.parameters.get("lengths", [2 * math.pi] * 3)]
+    shape = sim.velocity.shape[2:5]
+    coords = {d: np.arange(n) * (length / n) for d, n, length in zip("xyz", shape, lengths)}
+    time = np.arange(sim.velocity.shape[1]) * float(settings["snapshot_dt"])
+    # DNS statistics of the run (Re_lambda, eta, ...) travel as root attributes; the wall time does not,
+    # because it would make reruns differ byte for byte.
+    statistics = {f"dns_{k}": v for k, v in sim.statistics.items() if k != "wall_time_s"}
+    common = {
+        "time": time,
+        "coords": coords,
+        "dataset_name": DATASET_NAME,
+        "parameters": dict(sim.parameters),
+        "scalars": {"nu": float(sim.parameters["nu"])},
+        "boundary_conditions": "periodic",
+        "attrs": statistics,
+    }
+    written: dict[str, Path] = {}
+    if "hdf5" in formats:
+        written["hdf5"] = write_well(
+            out / f"{name}{hdf5_suffix}", t1_fields={"velocity": sim.velocity}, **common
+        )
+    if "zarr" in formats:
+        written["zarr"] = write_zarr(
+            out / f"{name}{ZARR_SUFFIX}", fields={"velocity": sim.velocity}, **common
+        )
+    return written
+
+
+#: Generators a FieldDataModule can name in its config (``generator: forced_hit``).
+GENERATORS: dict[str, Callable[..., dict[str, Path]]] = {"forced_hit": make_turbulence_dataset}
+
+
+def generate_for_path(path: str | Path, generator: str, generator_args: dict[str, Any]) -> Path:
+    """Run ``generator`` so that the field source ``path`` exists, with a rich progress bar.
+
+    A ``.h5``/``.hdf5``/``.zarr`` path makes that one file or store (its stem is the dataset name); a
+    directory gets both formats.
+    """
+    if generator not in GENERATORS:
+        raise ConfigError("generator", f"unknown generator {generator!r}; built-in: {', '.join(GENERATORS)}")
+    path = Path(path)
+    args = dict(generator_args)
+    if path.suffix in WELL_SUFFIXES:
+        args.update(out=path.parent, name=path.stem, formats=("hdf5",), hdf5_suffix=path.suffix)
+    elif path.suffix == ZARR_SUFFIX:
+        args.update(out=path.parent, name=path.stem, formats=("zarr",))
+    else:
+        args.update(out=path)
+    with _ProgressBar(f"generating {generator} dataset -> {path}") as progress:
+        GENERATORS[generator](progress=progress, **args)
+    return path
+
+
+class _ProgressBar:
+    """A rich progress bar exposed as ``progress(completed, total, description=None)``."""
+
+    def __init__(self, title: str):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            transient=False,
+        )
+        self._title = title
+        self._task = None
+
+    def __enter__(self):
+        self._bar.start()
+        self._task = self._bar.add_task(self._title, total=None)
+        return self
+
+    def __call__(self, completed: float, total: float | None = None, description: str | None = None) -> None:
+        update: dict[str, Any] = {"completed": completed}
+        if total is not None:
+            update["total"] = total
+        if description is not None:
+            update["description"] = f"{self._title}: {description}"
+        self._bar.update(self._task, **update)
+
+    def __exit__(self, *exc) -> None:
+        self._bar.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Path]:
+    parser = argparse.ArgumentParser(
+        prog="python -m sciml.data.generate",
+        description="Make the filtered forced-HIT turbulence dataset (Well HDF5 and zarr).",
+    )
+    parser.add_argument("--out", required=True, help="output directory (created)")
+    parser.add_argument("--name", default="turbulence", help="file stem (default: turbulence)")
+    parser.add_argument("--formats", nargs="+", choices=("hdf5", "zarr"), default=["hdf5", "zarr"])
+    parser.add_argument("--hdf5-suffix", default=".h5", choices=WELL_SUFFIXES)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    for key, value in DEFAULTS.items():
+        kind = float if key == "nu" else type(value)
+        parser.add_argument(f"--{key.replace('_', '-')}", type=kind, default=value, help=f"default {value}")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    targets = [out / f"{args.name}{args.hdf5_suffix if f == 'hdf5' else ZARR_SUFFIX}" for f in args.formats]
+    existing = [str(t) for t in targets if t.exists()]
+    if existing and not args.force:
+        parser.exit(1, f"{', '.join(existing)} exist(s); pass --force to overwrite\n")
+    simulation = {key: getattr(args, key) for key in DEFAULTS}
+    start = time.perf_counter()
+    with _ProgressBar(f"forced HIT -> {out}") as progress:
+        written = make_turbulence_dataset(
+            out,
+            name=args.name,
+            formats=args.formats,
+            hdf5_suffix=args.hdf5_suffix,
+            device=args.device,
+            progress=progress,
+            **simulation,
+        )
+    elapsed = time.perf_counter() - start
+    for fmt, path in written.items():
+        print(f"wrote {fmt}: {path}", file=sys.stderr)
+    print(f"done in {elapsed:.1f} s", file=sys.stderr)
+    return written
+
+
+if __name__ == "__main__":
+    main()
