@@ -54,14 +54,17 @@ def test_loss_is_relative_l2_in_physical_units(flow):
     torch.testing.assert_close(task._chained_loss(batch).detach(), expected)
 
 
-def test_normalization_is_undone_so_outputs_are_in_physical_units(flow):
-    task = SurrogateTask(tiny_net())
+@pytest.mark.parametrize("residual", [False, True])
+def test_normalization_is_undone_so_outputs_are_in_physical_units(flow, residual):
+    task = SurrogateTask(tiny_net(), residual=residual)
     batch = one_step_batch(flow, 1)
     task.field_mean.fill_(5.0)
     task.field_std.fill_(2.0)
     with torch.no_grad():
         raw = task.net((batch["input"] - 5.0) / 2.0)
-        torch.testing.assert_close(task(batch["input"]), raw * 2.0 + 5.0)
+        # Residual: the output is an increment (in std units) on the last input; else the next field itself.
+        expected = batch["input"][:, :, -1] + raw * 2.0 if residual else raw * 2.0 + 5.0
+        torch.testing.assert_close(task(batch["input"]), expected)
 
 
 def test_overfits_one_batch(flow):
