@@ -108,7 +108,7 @@ class Exploding(nn.Module):
 
 
 def test_rollout_reports_divergence_instead_of_crashing(flow):
-    task = SurrogateTask(Exploding(), divergence_factor=10.0)
+    task = SurrogateTask(Exploding(), divergence_factor=10.0, residual=False)
     result = task._evaluate_rollout(flow.unsqueeze(0))
     # Energies grow like 9^n against a roughly stationary truth: 9 < 10 at step 1, 81 > 10 at step 2.
     assert int(result["diverged_at"]) == 1
@@ -122,7 +122,7 @@ def test_identity_rollout_has_zero_error_against_itself():
             return x[:, :, -1]
 
     constant = torch.randn(3, 1, *GRID).expand(3, 5, *GRID).clone()
-    result = SurrogateTask(Persistence())._evaluate_rollout(constant.unsqueeze(0))
+    result = SurrogateTask(Persistence(), residual=False)._evaluate_rollout(constant.unsqueeze(0))
     assert int(result["diverged_at"]) == -1
     assert result["curves"]["rel_l2"].abs().max() < 1e-6
     assert result["curves"]["spectrum_error"].abs().max() < 1e-5
