@@ -31,7 +31,7 @@ def test_bare_config_name_resolves_to_the_shipped_config_from_anywhere(name, tmp
 
 def test_a_local_file_wins_over_the_shipped_config(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "turbulence.yaml").write_text(SHIPPED.read_text().replace("max_epochs: 6", "max_epochs: 77"))
+    (tmp_path / "turbulence.yaml").write_text(SHIPPED.read_text().replace("max_epochs: 20", "max_epochs: 77"))
     with pytest.raises(SystemExit):
         main(["fit", "--config", "turbulence.yaml", "--print_config"])
     captured = capsys.readouterr()
@@ -91,3 +91,37 @@ def test_missing_data_without_a_generator_names_the_command_that_makes_it(tmp_pa
     assert stop.value.code == 1
     err = capsys.readouterr().err
     assert "nowhere/flow.h5" in err and "python -m sciml.data.generate" in err
+
+
+def test_fit_then_predict_writes_rollouts_in_the_input_schema(tmp_path, monkeypatch):
+    import h5py
+    import numpy as np
+    from field_fixtures import make_well_fixture
+
+    from sciml.data.fields import open_fields
+
+    monkeypatch.chdir(tmp_path)
+    make_well_fixture(tmp_path / "flow.h5", n_trajectories=4, n_steps=5, shape=(8, 8, 8), pressure=False)
+    common = [
+        "--config", str(SHIPPED),
+        "--data.init_args.path=flow.h5",
+        "--trainer.accelerator=cpu",
+        "--model.init_args.net.init_args.grid_shape=[8, 8, 8]",
+        "--model.init_args.net.init_args.dim=24",
+        "--model.init_args.net.init_args.n_layer=1",
+    ]
+    main(["fit", *common, "--trainer.max_epochs=1"])
+    checkpoint = tmp_path / "runs" / "turbulence" / "version_0" / "checkpoints" / "last.ckpt"
+    assert checkpoint.exists()
+    main(["predict", *common, f"--ckpt_path={checkpoint}"])
+
+    written = tmp_path / "runs" / "turbulence" / "predictions" / "rollouts.h5"
+    source, rollouts = open_fields(tmp_path / "flow.h5"), open_fields(written)
+    assert [c.name for c in rollouts.info.channels] == [c.name for c in source.info.channels]
+    with h5py.File(written) as out, h5py.File(tmp_path / "flow.h5") as inp:
+        predicted, truth = out["t1_fields/velocity"][:], inp["t1_fields/velocity"][:]
+        assert predicted.shape == (1, 5, 8, 8, 8, 3)  # the test trajectory, whole length
+        test_trajectory = int(out.attrs["source_trajectories"][0])
+        # The rollout starts from the true first frame and then departs from the truth.
+        np.testing.assert_allclose(predicted[0, 0], truth[test_trajectory, 0], rtol=1e-6)
+        assert not np.allclose(predicted[0, 1:], truth[test_trajectory, 1:])

@@ -35,8 +35,8 @@ DATASET_NAME = "forced_hit_les"
 #: (``injection_rate``, ``k_forcing``, ``cfl``, ...) may be given too.
 DEFAULTS: dict[str, Any] = {
     "n_dns": 64,
-    "n_les": 32,
-    "n_trajectories": 4,
+    "n_les": 16,
+    "n_trajectories": 5,
     "n_snapshots": 40,
     "snapshot_dt": 0.06,
     "spinup_time": 8.0,
