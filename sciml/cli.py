@@ -63,7 +63,9 @@ class SciMLArgumentParser(LightningArgumentParser):
     key stays on screen."""
 
     def print_usage(self, file=None) -> None:
-        (file or sys.stderr).write(f"usage: {self.prog.replace(' [options]', '')} --config FILE [--key value ...]\n")
+        (file or sys.stderr).write(
+            f"usage: {self.prog.replace(' [options]', '')} --config FILE [--key value ...]\n"
+        )
 
 
 class SciMLCLI(LightningCLI):

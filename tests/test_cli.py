@@ -85,8 +85,14 @@ def test_missing_data_without_a_generator_names_the_command_that_makes_it(tmp_pa
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as stop:
         main(
-            ["fit", "--config", str(SHIPPED), "--data.init_args.path=nowhere/flow.h5",
-             "--data.init_args.generator=null", "--trainer.accelerator=cpu"]
+            [
+                "fit",
+                "--config",
+                str(SHIPPED),
+                "--data.init_args.path=nowhere/flow.h5",
+                "--data.init_args.generator=null",
+                "--trainer.accelerator=cpu",
+            ]
         )
     assert stop.value.code == 1
     err = capsys.readouterr().err
@@ -103,7 +109,8 @@ def test_fit_then_predict_writes_rollouts_in_the_input_schema(tmp_path, monkeypa
     monkeypatch.chdir(tmp_path)
     make_well_fixture(tmp_path / "flow.h5", n_trajectories=4, n_steps=5, shape=(8, 8, 8), pressure=False)
     common = [
-        "--config", str(SHIPPED),
+        "--config",
+        str(SHIPPED),
         "--data.init_args.path=flow.h5",
         "--trainer.accelerator=cpu",
         "--model.init_args.net.init_args.grid_shape=[8, 8, 8]",

@@ -1,4 +1,4 @@
-"""Every YAML in configs/ is a test (no skip list): `fit` with fast_dev_run on CPU on fixture data, in-process."""
+"""Every YAML in configs/ is a test, no skip list: `fit` with fast_dev_run on CPU on fixture data."""
 
 from pathlib import Path
 
@@ -28,7 +28,8 @@ def test_config_fits_with_fast_dev_run(config, tmp_path, monkeypatch):
     cli = main(
         [
             "fit",
-            "--config", str(config),
+            "--config",
+            str(config),
             "--trainer.fast_dev_run=true",
             "--trainer.accelerator=cpu",
             "--trainer.devices=1",

@@ -14,9 +14,7 @@ def _tool(name: str) -> str:
 
 
 def test_import_layering_contracts_hold():
-    result = subprocess.run(
-        [_tool("lint-imports"), "--no-cache"], cwd=ROOT, capture_output=True, text=True
-    )
+    result = subprocess.run([_tool("lint-imports"), "--no-cache"], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "0 broken" in result.stdout
 

@@ -12,5 +12,5 @@ def require(module: str, extra: str) -> ModuleType:
         return importlib.import_module(module)
     except ImportError as error:
         raise ImportError(
-            f"{module} is needed for this feature but is not installed: pip install \"sciml[{extra}]\""
+            f'{module} is needed for this feature but is not installed: pip install "sciml[{extra}]"'
         ) from error

@@ -42,7 +42,9 @@ class InjectedNetCheckpoint(pl.LightningModule):
             checkpoint[NET_KEY] = description
 
     @classmethod
-    def load_from_checkpoint(cls, checkpoint_path, map_location=None, hparams_file=None, strict=None, **kwargs):
+    def load_from_checkpoint(
+        cls, checkpoint_path, map_location=None, hparams_file=None, strict=None, **kwargs
+    ):
         """Lightning's loader; the network is rebuilt from the checkpoint unless ``net=`` is given."""
         if "net" not in kwargs:
             stored = torch.load(checkpoint_path, map_location="cpu", weights_only=False)

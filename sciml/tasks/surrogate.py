@@ -49,13 +49,13 @@ class SurrogateTask(InjectedNetCheckpoint):
         net: the network; must expose ``in_channels`` (C) and ``in_steps`` (T_in).
         lr: peak learning rate of AdamW.
         weight_decay: AdamW weight decay.
-        warmup_steps: linear warm-up length in optimizer steps, followed by cosine decay to ``lr * min_lr_ratio``.
+        warmup_steps: linear warm-up length in optimizer steps, then cosine decay to ``lr * min_lr_ratio``.
         min_lr_ratio: final learning rate as a fraction of ``lr``.
         spectrum_tolerance: spectrum error that ends the "good rollout" count in the summary.
         divergence_factor: kinetic-energy ratio (pred/true) above which a rollout counts as blown up.
         velocity_channels: channel indices of the three velocity components, used for spectra and energy.
         plot_steps: number of rollout steps shown in the spectra and slice figures.
-        residual: predict the increment over the last input field instead of the next field (module docstring).
+        residual: predict the increment over the last input field, not the next field (module docstring).
     """
 
     def __init__(
@@ -123,7 +123,9 @@ class SurrogateTask(InjectedNetCheckpoint):
     def _chained_loss(self, batch: dict[str, Tensor]) -> Tensor:
         target = batch["target"]
         prediction = self.rollout(batch["input"], target.shape[2])
-        return relative_l2(prediction.transpose(1, 2).flatten(0, 1), target.transpose(1, 2).flatten(0, 1)).mean()
+        return relative_l2(
+            prediction.transpose(1, 2).flatten(0, 1), target.transpose(1, 2).flatten(0, 1)
+        ).mean()
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         loss = self._chained_loss(batch)
@@ -187,12 +189,16 @@ class SurrogateTask(InjectedNetCheckpoint):
             prediction = self(window)
             truth = trajectory[:, :, self.in_steps + step]
             energy_ratio = kinetic_energy(prediction[:, velocity]) / kinetic_energy(truth[:, velocity])
-            if not bool(torch.isfinite(prediction).all()) or bool((energy_ratio > self.hparams.divergence_factor).any()):
+            if not bool(torch.isfinite(prediction).all()) or bool(
+                (energy_ratio > self.hparams.divergence_factor).any()
+            ):
                 diverged_at = step
                 break
             predictions[:, :, step] = prediction
             curves["rel_l2"][step] = relative_l2(prediction, truth).mean()
-            curves["spectrum_error"][step] = spectrum_error(prediction[:, velocity], truth[:, velocity], lengths).mean()
+            curves["spectrum_error"][step] = spectrum_error(
+                prediction[:, velocity], truth[:, velocity], lengths
+            ).mean()
             for name, value in statistic_drift(prediction[:, velocity], truth[:, velocity]).items():
                 curves[name][step] = value.mean()
             window = torch.cat([window[:, :, 1:], prediction.unsqueeze(2)], dim=2)
@@ -216,16 +222,21 @@ class SurrogateTask(InjectedNetCheckpoint):
         curves = {
             name: torch.stack([r["curves"][name] for r in rollouts]).numpy() for name in self._curve_names()
         }
-        mean_curves = {name: np.nanmean(values, axis=0) if np.isfinite(values).any() else values[0]
-                       for name, values in curves.items()}
+        mean_curves = {
+            name: np.nanmean(values, axis=0) if np.isfinite(values).any() else values[0]
+            for name, values in curves.items()
+        }
         tolerance = self.hparams.spectrum_tolerance
         bad_step = first_step_above(torch.as_tensor(mean_curves["spectrum_error"]), tolerance)
         good_steps = len(mean_curves["spectrum_error"]) if bad_step is None else bad_step
         diverged = [int(r["diverged_at"]) for r in rollouts if int(r["diverged_at"]) >= 0]
         self.log(f"{prefix}/rollout_steps_within_spectrum_tolerance", float(good_steps), sync_dist=True)
         self.log(f"{prefix}/rollout_rel_l2_final", float(_last_finite(mean_curves["rel_l2"])), sync_dist=True)
-        self.log(f"{prefix}/rollout_spectrum_error_mean", float(np.nanmean(mean_curves["spectrum_error"])),
-                 sync_dist=True)
+        self.log(
+            f"{prefix}/rollout_spectrum_error_mean",
+            float(np.nanmean(mean_curves["spectrum_error"])),
+            sync_dist=True,
+        )
         self.log(f"{prefix}/rollout_diverged_trajectories", float(len(diverged)), sync_dist=True)
 
         plot_dir = self._plot_directory(prefix)
@@ -235,8 +246,9 @@ class SurrogateTask(InjectedNetCheckpoint):
         self.summary = {
             "stage": prefix,
             "epoch": self.current_epoch,
-            "one_step_rel_l2": float(metrics.get(f"{prefix}/rel_l2", torch.stack(one_step).mean()
-                                                 if one_step else float("nan"))),
+            "one_step_rel_l2": float(
+                metrics.get(f"{prefix}/rel_l2", torch.stack(one_step).mean() if one_step else float("nan"))
+            ),
             "persistence_rel_l2": float(metrics.get(f"{prefix}/persistence_rel_l2", float("nan"))),
             "rollout_steps_evaluated": len(mean_curves["spectrum_error"]),
             "rollout_steps_within_spectrum_tolerance": good_steps,
@@ -265,16 +277,29 @@ class SurrogateTask(InjectedNetCheckpoint):
         names = list(getattr(self.trainer.datamodule, "field_info", {}).get("channel_names", ["u"]))
         # Shells past N/2 hold only the corners of the cube of resolved wavenumbers: not shown.
         shells = slice(0, min(truth.shape[-3:]) // 2 + 1)
-        plots.plot_spectra(k[shells].numpy(), spectra_true[:, shells].numpy(), spectra_pred[:, shells].numpy(),
-                           shown, dt, plot_dir / "spectra.png")
-        plots.plot_midplane_slices(truth.transpose(0, 1).numpy(), prediction.transpose(0, 1).numpy(), shown,
-                                   names, plot_dir / "midplane_slices.png")
+        plots.plot_spectra(
+            k[shells].numpy(),
+            spectra_true[:, shells].numpy(),
+            spectra_pred[:, shells].numpy(),
+            shown,
+            dt,
+            plot_dir / "spectra.png",
+        )
+        plots.plot_midplane_slices(
+            truth.transpose(0, 1).numpy(),
+            prediction.transpose(0, 1).numpy(),
+            shown,
+            names,
+            plot_dir / "midplane_slices.png",
+        )
         plots.plot_rollout_curves(curves, self.hparams.spectrum_tolerance, plot_dir / "rollout_error.png")
 
     # ------------------------------------------------------------------ prediction
     @torch.no_grad()
-    def predict_step(self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Tensor]:
-        """Roll out whole trajectories from their first window; returns the truth's leading window + predictions."""
+    def predict_step(
+        self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0
+    ) -> dict[str, Tensor]:
+        """Roll out whole trajectories from their first window: the true first window, then predictions."""
         trajectory = batch["trajectory"]
         steps = trajectory.shape[2] - self.in_steps
         initial = trajectory[:, :, : self.in_steps]

@@ -37,7 +37,10 @@ def test_error_messages_name_the_place_at_fault():
         "/d/f.h5: t1_fields/velocity: contains NaN"
     )
     assert "make it with: python -m x" in str(DatasetNotFoundError("/d", "python -m x"))
-    assert str(ConfigError("data.init_args.t_in", "must be >= 1")) == "config key 'data.init_args.t_in': must be >= 1"
+    assert (
+        str(ConfigError("data.init_args.t_in", "must be >= 1"))
+        == "config key 'data.init_args.t_in': must be >= 1"
+    )
 
 
 def test_atomic_writes_get_the_permissions_of_a_plain_open(tmp_path):

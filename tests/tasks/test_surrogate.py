@@ -17,7 +17,9 @@ TWO_PI = (2 * math.pi,) * 3
 
 
 def tiny_net(**overrides) -> IFactFormer:
-    args = dict(dim=24, heads=2, dim_head=8, kernel_multiplier=2, n_layer=2, grid_shape=GRID, domain_lengths=TWO_PI)
+    args = dict(
+        dim=24, heads=2, dim_head=8, kernel_multiplier=2, n_layer=2, grid_shape=GRID, domain_lengths=TWO_PI
+    )
     return IFactFormer(**{**args, **overrides})
 
 
@@ -25,8 +27,14 @@ def tiny_net(**overrides) -> IFactFormer:
 def flow():
     """A short filtered forced-HIT trajectory on an 8^3 grid: (C=3, T, 8, 8, 8)."""
     simulation = simulate_forced_hit(
-        n_dns=16, n_les=8, n_trajectories=1, n_snapshots=12, snapshot_dt=0.05, spinup_time=0.5,
-        fine_spinup_time=0.0, seed=3,
+        n_dns=16,
+        n_les=8,
+        n_trajectories=1,
+        n_snapshots=12,
+        snapshot_dt=0.05,
+        spinup_time=0.5,
+        fine_spinup_time=0.0,
+        seed=3,
     )
     velocity = torch.from_numpy(simulation.velocity[0]).permute(4, 0, 1, 2, 3).contiguous()
     return velocity
@@ -49,7 +57,10 @@ def test_loss_is_relative_l2_in_physical_units(flow):
     with torch.no_grad():
         prediction = task(batch["input"])
     expected = torch.stack(
-        [(prediction[i] - batch["target"][i, :, 0]).norm() / batch["target"][i, :, 0].norm() for i in range(2)]
+        [
+            (prediction[i] - batch["target"][i, :, 0]).norm() / batch["target"][i, :, 0].norm()
+            for i in range(2)
+        ]
     ).mean()
     torch.testing.assert_close(task._chained_loss(batch).detach(), expected)
 
@@ -152,8 +163,12 @@ class TinyFlowData(pl.LightningDataModule):
 def test_fit_writes_plots_summary_and_a_checkpoint_that_loads_without_config(flow, tmp_path):
     task = SurrogateTask(tiny_net(), warmup_steps=1)
     trainer = pl.Trainer(
-        max_epochs=2, default_root_dir=tmp_path, logger=False, enable_progress_bar=False,
-        enable_model_summary=False, accelerator="cpu",
+        max_epochs=2,
+        default_root_dir=tmp_path,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
     )
     data = TinyFlowData(flow)
     trainer.fit(task, datamodule=data)
