@@ -89,6 +89,8 @@ class SciMLCLI(LightningCLI):
             summary["checkpoint"] = checkpoint.best_model_path or checkpoint.last_model_path or "(none saved)"
         summary["run directory"] = self.trainer.log_dir or self.trainer.default_root_dir
         table = Table(title=f"sciml {subcommand} summary", show_header=False)
+        table.add_column("quantity", no_wrap=True)
+        table.add_column("value", overflow="fold")
         for key, value in summary.items():
             table.add_row(key.replace("_", " "), _format(value))
         Console().print(table)

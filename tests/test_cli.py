@@ -31,7 +31,7 @@ def test_bare_config_name_resolves_to_the_shipped_config_from_anywhere(name, tmp
 
 def test_a_local_file_wins_over_the_shipped_config(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "turbulence.yaml").write_text(SHIPPED.read_text().replace("max_epochs: 20", "max_epochs: 77"))
+    (tmp_path / "turbulence.yaml").write_text(SHIPPED.read_text().replace("max_epochs: 28", "max_epochs: 77"))
     with pytest.raises(SystemExit):
         main(["fit", "--config", "turbulence.yaml", "--print_config"])
     captured = capsys.readouterr()
