@@ -42,6 +42,8 @@ import subprocess
 import sys
 import time
 
+from sciml.data.generate import DEFAULTS as DATASET_DEFAULTS
+
 PAPER = dict(
     in_channels=3,
     out_channels=3,
@@ -55,10 +57,11 @@ PAPER = dict(
     domain_lengths=(4 * math.pi, 2.0, 4 * math.pi / 3),
     coordinates="linspace",
 )
-# One surrogate step on the LES grid of the forced-HIT dataset (sciml.physics.hit defaults).
+# One surrogate step on a 32^3 LES grid of the forced-HIT dataset, against the DNS that makes it, over the
+# dataset's snapshot interval (sciml.data.generate.DEFAULTS).
 SURROGATE = dict(PAPER, grid_shape=(32, 32, 32), domain_lengths=(2 * math.pi,) * 3, coordinates="periodic")
-SNAPSHOT_DT = 0.1
-N_DNS = 64
+SNAPSHOT_DT = DATASET_DEFAULTS["snapshot_dt"]
+N_DNS = DATASET_DEFAULTS["n_dns"]
 
 
 # ---------------------------------------------------------------------------------------------- baseline
