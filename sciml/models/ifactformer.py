@@ -136,20 +136,6 @@ class IFactFormer(nn.Module):
         recompute_mixing: bool = True,
     ):
         super().__init__()
-        _check_config(
-            in_channels=in_channels,
-            out_channels=out_channels,
-            in_steps=in_steps,
-            dim=dim,
-            heads=heads,
-            dim_head=dim_head,
-            kernel_multiplier=kernel_multiplier,
-            n_layer=n_layer,
-            grid_shape=grid_shape,
-            domain_lengths=domain_lengths,
-            variant=variant,
-            coordinates=coordinates,
-        )
         self._config: dict[str, Any] = dict(
             in_channels=in_channels,
             out_channels=out_channels,
@@ -167,6 +153,13 @@ class IFactFormer(nn.Module):
             coordinates=coordinates,
             checkpoint_block=bool(checkpoint_block),
             recompute_mixing=bool(recompute_mixing),
+        )
+        _check_config(
+            {key: self._config[key] for key in _INTEGER_SIZES},
+            grid_shape=grid_shape,
+            domain_lengths=domain_lengths,
+            variant=variant,
+            coordinates=coordinates,
         )
         self.in_channels, self.out_channels, self.in_steps = in_channels, out_channels, in_steps
         self.dim, self.n_layer, self.variant = dim, n_layer, variant
@@ -273,39 +266,37 @@ def _axis_coordinates(n: int, length: float, coordinates: str) -> Tensor:
     return values.to(torch.get_default_dtype())
 
 
+#: Constructor arguments that must be positive integers (stored unconverted, so 2.5 is caught).
+_INTEGER_SIZES = (
+    "in_channels",
+    "out_channels",
+    "in_steps",
+    "dim",
+    "heads",
+    "dim_head",
+    "kernel_multiplier",
+    "n_layer",
+)
+
+
 def _check_config(
+    positive: dict[str, int],
     *,
-    in_channels: int,
-    out_channels: int,
-    in_steps: int,
-    dim: int,
-    heads: int,
-    dim_head: int,
-    kernel_multiplier: int,
-    n_layer: int,
     grid_shape: tuple[int, int, int],
     domain_lengths: tuple[float, float, float],
     variant: str,
     coordinates: str,
 ) -> None:
-    positive = dict(
-        in_channels=in_channels,
-        out_channels=out_channels,
-        in_steps=in_steps,
-        dim=dim,
-        heads=heads,
-        dim_head=dim_head,
-        kernel_multiplier=kernel_multiplier,
-        n_layer=n_layer,
-    )
+    """``positive``: the integer sizes (in_channels, out_channels, in_steps, dim, heads, dim_head, ...)."""
     for key, value in positive.items():
         if not isinstance(value, int) or value < 1:
             raise ConfigError(key, f"must be a positive integer, got {value!r}")
+    dim, in_channels = positive["dim"], positive["in_channels"]
     if dim % 2 or (dim // 2) % in_channels:
         raise ConfigError(
             "dim", f"dim/2 must be a multiple of in_channels={in_channels} (grouped lift), got dim={dim}"
         )
-    if (dim_head * kernel_multiplier) % 2:
+    if (positive["dim_head"] * positive["kernel_multiplier"]) % 2:
         raise ConfigError("dim_head", "dim_head * kernel_multiplier must be even (rotary embedding)")
     if len(grid_shape) != 3 or any(int(n) < 1 for n in grid_shape):
         raise ConfigError("grid_shape", f"expected three positive sizes (X, Y, Z), got {grid_shape!r}")
