@@ -1,4 +1,5 @@
-"""Command line: ``python -m sciml fit|validate|test|predict --config <file>.yaml``.
+"""Command line: ``python -m sciml fit|validate|test|predict --config <file>.yaml`` and
+``python -m sciml slurm --config <file>.yaml [--nodes N --gpus-per-node G ...] [--submit]``.
 
 A LightningCLI whose model and data module are chosen by ``class_path`` in the config (networks are injected
 into tasks the same way). jsonargparse validates the whole config before anything is built, so unknown keys,
@@ -6,20 +7,35 @@ wrong types and missing required values fail at once, naming the key.
 
 A ``--config`` value that is a bare name (``turbulence.yaml`` or ``turbulence``) and does not exist where the
 user stands resolves to the config of that name shipped with sciml; the file used is printed.
+
+Every Trainer gets atomic checkpoint writes, random states in checkpoints and SLURM auto-requeue (inactive
+outside SLURM jobs); ``fit --ckpt_path auto`` resumes from the newest loadable checkpoint under
+``trainer.default_root_dir`` (or starts fresh when there is none).
 """
 
 from __future__ import annotations
 
+import argparse
+import logging
 import sys
+import warnings
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
+import yaml
+from lightning_fabric.plugins import CheckpointIO
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from rich.console import Console
 from rich.table import Table
 
-from sciml.core.errors import SciMLError
+from sciml.core.atomic import write_text_atomic
+from sciml.core.errors import ConfigError, SciMLError
+from sciml.hpc import slurm
+from sciml.hpc.checkpoints import AtomicCheckpointIO, find_resume_checkpoint
+from sciml.hpc.requeue import SlurmAutoRequeue
+from sciml.tasks.checkpointing import RandomStateCheckpoint
 
 _console = Console(stderr=True, soft_wrap=True)
 
@@ -69,7 +85,20 @@ class SciMLArgumentParser(LightningArgumentParser):
 
 
 class SciMLCLI(LightningCLI):
-    """LightningCLI with subclass-mode tasks and data modules and an end-of-run summary."""
+    """LightningCLI with subclass-mode tasks and data modules, resumable checkpoints and an end-of-run
+    summary."""
+
+    def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
+        plugins = self._get(self.config_init, "trainer", default={}).get("plugins") or []
+        plugins = list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
+        if not any(isinstance(plugin, CheckpointIO) for plugin in plugins):
+            plugins.append(AtomicCheckpointIO())
+        return super().instantiate_trainer(plugins=plugins, **kwargs)
+
+    def before_fit(self) -> None:
+        arguments = self.config_init[self.subcommand]
+        if arguments.get("ckpt_path") == "auto":
+            arguments["ckpt_path"] = find_resume_checkpoint(self.trainer.default_root_dir)
 
     def after_fit(self) -> None:
         self._print_summary("fit")
@@ -102,10 +131,23 @@ def _format(value: object) -> str:
     return str(value)
 
 
-def main(args: list[str] | None = None) -> SciMLCLI:
-    """Entry point of ``python -m sciml`` and the ``sciml`` script; ``args`` defaults to ``sys.argv[1:]``."""
+def main(args: list[str] | None = None) -> SciMLCLI | str:
+    """Entry point of ``python -m sciml`` and the ``sciml`` script; ``args`` defaults to ``sys.argv[1:]``.
+
+    Returns the CLI object, or for ``slurm`` the script (or the job id with ``--submit``).
+    """
+    raw = sys.argv[1:] if args is None else list(args)
+    if raw[:1] == ["slurm"]:
+        try:
+            return slurm_command(raw[1:])
+        except FileNotFoundError as error:
+            _console.print(f"[bold red]error[/]: {error}")
+            raise SystemExit(2) from None
+        except SciMLError as error:
+            _console.print(f"[bold red]error[/]: {error}")
+            raise SystemExit(1) from None
     try:
-        arguments = _resolve_config_arguments(sys.argv[1:] if args is None else args)
+        arguments = _resolve_config_arguments(raw)
     except FileNotFoundError as error:
         _console.print(f"[bold red]error[/]: {error}")
         raise SystemExit(2) from None
@@ -121,8 +163,8 @@ def main(args: list[str] | None = None) -> SciMLCLI:
         raise SystemExit(1) from None
 
 
-def _run(arguments: list[str] | None) -> SciMLCLI:
-    return SciMLCLI(
+def _run(arguments: list[str] | None, cli_class: type[SciMLCLI] = SciMLCLI) -> SciMLCLI:
+    return cli_class(
         model_class=pl.LightningModule,
         datamodule_class=pl.LightningDataModule,
         subclass_mode_model=True,
@@ -130,5 +172,124 @@ def _run(arguments: list[str] | None) -> SciMLCLI:
         seed_everything_default=0,
         parser_class=SciMLArgumentParser,
         parser_kwargs={"prog": "python -m sciml", "description": __doc__.split("\n\n")[0]},
+        trainer_defaults={"callbacks": [RandomStateCheckpoint(), SlurmAutoRequeue()]},
         args=arguments,
     )
+
+
+# ---------------------------------------------------------------------------------------------- slurm
+class _ParseOnly(SciMLCLI):
+    """Parses and validates a fit config exactly as ``fit`` would, building nothing."""
+
+    def instantiate_classes(self) -> None:
+        pass
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        pass
+
+
+def parse_fit_config(config: str, overrides: list[str]) -> Any:
+    """The validated ``fit`` namespace of ``config`` plus command-line ``overrides`` (exit 2 on bad keys)."""
+    seed_logger = logging.getLogger("lightning_fabric.utilities.seed")
+    level = seed_logger.level
+    seed_logger.setLevel(logging.WARNING)  # nothing is seeded that matters: no run starts here
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+            return _run(["fit", "--config", config, *overrides], cli_class=_ParseOnly).config["fit"]
+    finally:
+        seed_logger.setLevel(level)
+
+
+def _slurm_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m sciml slurm",
+        description="Render (or submit) a SLURM batch script that runs `python -m sciml fit` with one task per "
+        "device, auto-requeue on SIGUSR1 and a run directory that is stable across restarts. Arguments it "
+        "does not know (e.g. --trainer.max_epochs=10) are passed on to fit.",
+    )
+    parser.add_argument("--config", "-c", required=True, help="fit config (a file or a shipped config name)")
+    parser.add_argument("--nodes", type=int, help="nodes (default: trainer.num_nodes)")
+    parser.add_argument("--gpus-per-node", type=int, help="GPUs and tasks per node (default: trainer.devices)")
+    parser.add_argument("--cpus-per-task", type=int, default=8, help="CPUs per task (default: 8)")
+    parser.add_argument("--time", default="24:00:00", type=slurm.check_time, help="time limit (default 24:00:00)")
+    parser.add_argument("--partition", help="SLURM partition")
+    parser.add_argument("--account", help="SLURM account to charge")
+    parser.add_argument("--mem", help="memory per node, e.g. 64G")
+    parser.add_argument("--array", help="job array spec, e.g. 0-9 (with --sweep: a %%N throttle)")
+    parser.add_argument(
+        "--sweep",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2",
+        help="sweep a config key over values, one array task per combination (repeatable: the product)",
+    )
+    parser.add_argument("--job-name", help="job name (default: the config's file name)")
+    parser.add_argument("--output", help="also write the script to this file")
+    parser.add_argument("--submit", action="store_true", help="submit with sbatch and print the job id")
+    return parser
+
+
+def slurm_command(args: list[str]) -> str:
+    """``python -m sciml slurm``: render the batch script, print it (or submit it and print the job id)."""
+    options, fit_arguments = _slurm_parser().parse_known_args(args)
+    config = Path(resolve_config(options.config)).resolve()
+    if options.sweep and options.array and not options.array.startswith("%"):
+        raise ConfigError("--array", "with --sweep the array is one task per combination; give only a %N throttle")
+    sweep = slurm.sweep_arguments(options.sweep)
+    # Validate the config with every sweep combination now, not when the job starts after hours in a queue.
+    for combination in sweep or [[]]:
+        namespace = parse_fit_config(str(config), fit_arguments + combination)
+    trainer = namespace.trainer
+    raw = yaml.safe_load(config.read_text()) or {}
+    explicit = set((raw.get("trainer") or {}).keys())
+    explicit |= {key for key in ("devices", "num_nodes") if any(a.startswith(f"--trainer.{key}") for a in fit_arguments)}
+    nodes, tasks, gpus = slurm.resolve_layout(
+        str(trainer.accelerator),
+        trainer.devices,
+        int(trainer.num_nodes),
+        options.nodes,
+        options.gpus_per_node,
+        explicit,
+        config,
+    )
+    run_root, logger_has_version = _run_root(trainer.logger, config)
+    job = slurm.SlurmJob(
+        config=config,
+        job_name=options.job_name or config.stem,
+        nodes=nodes,
+        tasks_per_node=tasks,
+        gpus_per_node=gpus,
+        cpus_per_task=options.cpus_per_task,
+        time=options.time,
+        python=sys.executable,
+        workdir=Path.cwd(),
+        run_root=run_root,
+        logger_has_version=logger_has_version,
+        partition=options.partition,
+        account=options.account,
+        mem=options.mem,
+        array=options.array,
+        sweep=sweep,
+        fit_arguments=fit_arguments,
+    )
+    script = slurm.render(job)
+    if options.output:
+        write_text_atomic(options.output, script)
+    if not options.submit:
+        print(script, end="")
+        return script
+    job_id = slurm.submit(script, Path.cwd() / run_root)
+    print(job_id)
+    _console.print(f"[bold]sciml[/]: submitted job {job_id}; log: {job.log_file.replace('%j', job_id)}")
+    return job_id
+
+
+def _run_root(logger: Any, config: Path) -> tuple[str, bool]:
+    """``(<save_dir>/<name>, True)`` for a single logger with a save_dir and a version (CSV, TensorBoard),
+    else ``(runs/<config stem>, False)``."""
+    init_args = getattr(logger, "init_args", None)
+    if init_args is not None and hasattr(init_args, "save_dir") and hasattr(init_args, "version"):
+        name = getattr(init_args, "name", None)
+        return str(Path(init_args.save_dir) / name) if name else str(init_args.save_dir), True
+    return f"runs/{config.stem}", False

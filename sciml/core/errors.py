@@ -35,8 +35,9 @@ class DatasetNotFoundError(SciMLError, FileNotFoundError):
 
 
 class ConfigError(SciMLError, ValueError):
-    """A configuration value is invalid; the message names the key."""
+    """A configuration value (or a command-line option, ``--name``) is invalid; the message names it."""
 
     def __init__(self, key: str, problem: str):
         self.key = key
-        super().__init__(f"config key '{key}': {problem}")
+        kind = "option" if key.startswith("--") else "config key"
+        super().__init__(f"{kind} '{key}': {problem}")

@@ -30,8 +30,13 @@ steps). Computing the statistics reads all training trajectories, and, when the 
 large ones validation/test data is checked window by window as it is read.
 
 HDF5 files are opened lazily on first read, once per process: DataLoader workers (fork or spawn,
-persistent or not) each open their own handle; datasets pickle without open handles. Sharding under DDP
-is Lightning's (plain DataLoaders with ``shuffle``; Lightning inserts the DistributedSampler).
+persistent or not) each open their own handle; datasets pickle without open handles.
+
+Distributed runs: loaders shard with ``sciml.data.sampling.ShardedSampler`` (disjoint shards; a 2-process run
+with batch B sees the same samples per step as a 1-process run with batch 2B), and the training loader's
+position is saved in checkpoints, so a run resumed mid-epoch continues with the next batch. Data generation
+and the statistics file are written by global rank 0 only (``prepare_data_per_node = False``: cluster nodes
+share the data filesystem); the other ranks read them after Lightning's barrier.
 """
 
 from __future__ import annotations
@@ -57,6 +62,7 @@ from sciml.data.formats.well import SUFFIXES as WELL_SUFFIXES
 from sciml.data.formats.well import WellReader, well_files, write_well
 from sciml.data.formats.zarr_store import SUFFIX as ZARR_SUFFIX
 from sciml.data.formats.zarr_store import ZarrReader, write_zarr
+from sciml.data.sampling import ResumableDataLoader, ShardedSampler
 
 FileFormat = Literal["auto", "hdf5", "zarr"]
 STATS_VERSION = 1
@@ -289,6 +295,7 @@ class FieldDataset(Dataset):
             "target": data[:, self.t_in :],
             "coords": list(self._coords),
             "time": self._time(trajectory, times),
+            "index": index,
         }
 
     def _time(self, trajectory: int, times: slice) -> torch.Tensor:
@@ -432,7 +439,10 @@ class FieldDataModule(pl.LightningDataModule):
         full_check_bytes: sources up to this size are checked for NaN/Inf in full when statistics are made.
         generator, generator_args: a built-in generator (``"forced_hit"``) that ``prepare_data`` runs when
             ``path`` does not exist; without one, a missing path is a DatasetNotFoundError.
+        shuffle_seed: seed of the per-epoch training permutation.
     """
+
+    prepare_data_per_node = False
 
     def __init__(
         self,
@@ -454,6 +464,7 @@ class FieldDataModule(pl.LightningDataModule):
         full_check_bytes: int = 256 * 2**20,
         generator: str | None = None,
         generator_args: dict[str, Any] | None = None,
+        shuffle_seed: int = 0,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -585,26 +596,49 @@ class FieldDataModule(pl.LightningDataModule):
         return self._datasets[name]
 
     # ------------------------------------------------------------------ loaders
-    def _loader(self, dataset: FieldDataset, batch_size: int, shuffle: bool) -> DataLoader:
-        hp = self.hparams
-        return DataLoader(
-            dataset,
-            batch_size=batch_size,
-            shuffle=shuffle,
-            num_workers=hp.num_workers,
-            persistent_workers=hp.persistent_workers and hp.num_workers > 0,
-            pin_memory=hp.pin_memory,
+    def _sampler(self, dataset: FieldDataset, training: bool) -> ShardedSampler:
+        trainer = self.trainer
+        rank, world_size = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        return ShardedSampler(
+            len(dataset),
+            rank=rank,
+            world_size=world_size,
+            shuffle=training,
+            seed=self.hparams.shuffle_seed,
+            drop_tail=training,
         )
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.dataset("train"), self.hparams.batch_size, shuffle=True)
+    def _loader_options(self) -> dict[str, Any]:
+        hp = self.hparams
+        return {
+            "num_workers": hp.num_workers,
+            "persistent_workers": hp.persistent_workers and hp.num_workers > 0,
+            "pin_memory": hp.pin_memory,
+        }
+
+    def _loader(self, dataset: FieldDataset, batch_size: int) -> DataLoader:
+        """An evaluation loader: this rank's share, in dataset order (padded: see ShardedSampler)."""
+        sampler = self._sampler(dataset, training=False)
+        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, **self._loader_options())
+
+    def train_dataloader(self) -> ResumableDataLoader:
+        dataset = self.dataset("train")
+        sampler = self._sampler(dataset, training=True)
+        batch_size = self.hparams.batch_size
+        if len(sampler) < batch_size:
+            raise ConfigError(
+                "batch_size",
+                f"{batch_size} per process is more than the {len(sampler)} training windows each of the "
+                f"{sampler.num_replicas} process(es) gets from {self.path}; lower it",
+            )
+        return ResumableDataLoader(dataset, sampler, batch_size=batch_size, **self._loader_options())
 
     def _evaluation_loaders(self, split: str) -> list[DataLoader]:
         if split not in self._datasets:
             return []
         return [
-            self._loader(self._datasets[split], self.hparams.batch_size, shuffle=False),
-            self._loader(self._datasets[f"{split}_rollout"], 1, shuffle=False),
+            self._loader(self._datasets[split], self.hparams.batch_size),
+            self._loader(self._datasets[f"{split}_rollout"], 1),
         ]
 
     def val_dataloader(self) -> list[DataLoader]:
@@ -619,7 +653,7 @@ class FieldDataModule(pl.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         """Rollout samples of the test split."""
-        return self._loader(self.dataset("test_rollout"), 1, shuffle=False)
+        return self._loader(self.dataset("test_rollout"), 1)
 
     def _require_setup(self) -> None:
         if self.reader is None:

@@ -1,17 +1,22 @@
-"""Checkpoints that rebuild their injected network without the YAML that made them.
+"""What checkpoints carry beyond Lightning's defaults.
 
-Tasks take their network by injection and leave it out of ``save_hyperparameters``; the network's own
-constructor arguments (its ``config`` attribute) and class path are stored next to the weights instead, so
-``Task.load_from_checkpoint(path)`` needs nothing else.
+- The injected network: tasks leave it out of ``save_hyperparameters``; the network's own constructor
+  arguments (its ``config`` attribute) and class path are stored next to the weights instead, so
+  ``Task.load_from_checkpoint(path)`` needs nothing else.
+- Random number generator states (``RandomStateCheckpoint``), so a resumed run draws the same numbers as an
+  uninterrupted one.
 """
 
 from __future__ import annotations
 
 import importlib
+import random
 from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.utilities import rank_zero_warn
 from torch import nn
 
 NET_KEY = "sciml_net"
@@ -57,3 +62,55 @@ class InjectedNetCheckpoint(pl.LightningModule):
         return super().load_from_checkpoint(
             checkpoint_path, map_location=map_location, hparams_file=hparams_file, strict=strict, **kwargs
         )
+
+
+class RandomStateCheckpoint(pl.Callback):
+    """Stores every rank's random number generator states in checkpoints and restores them on resume.
+
+    Lightning saves weights, optimizers, schedulers, loop progress and stateful loaders but not the Python,
+    NumPy and torch (CPU and CUDA) generators, so noise drawn after a resume (dropout, diffusion timesteps)
+    would differ from an uninterrupted run. States are captured when the checkpoint is made (on every rank:
+    ranks may draw different numbers) and put back just before the first training batch after the resume,
+    after the sanity check and loader start-up, which draw numbers of their own.
+    """
+
+    def __init__(self) -> None:
+        self._pending: dict[str, Any] | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        state = _capture_random_state()
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            gathered: list[Any] = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(gathered, state)
+            return {"ranks": gathered}
+        return {"ranks": [state]}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._pending = state_dict
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx) -> None:
+        if self._pending is None:
+            return
+        ranks, self._pending = self._pending["ranks"], None
+        if len(ranks) != trainer.world_size:
+            rank_zero_warn(
+                f"the checkpoint holds random states of {len(ranks)} process(es) but this run has "
+                f"{trainer.world_size}: random numbers continue from a fresh seed, not from the checkpoint"
+            )
+            return
+        _restore_random_state(ranks[trainer.global_rank])
+
+
+def _capture_random_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _restore_random_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -18,7 +18,10 @@ Choices where the paper is silent (all configurable):
 * AdamW with a linear warm-up and cosine decay per optimizer step;
 * a rollout counts as diverged at the first step whose prediction is not finite or whose kinetic energy
   exceeds ``divergence_factor`` times the true one; the remaining steps are reported as NaN;
-* spectrum error and drifts are defined in :mod:`sciml.metrics.turbulence`.
+* spectrum error and drifts are defined in :mod:`sciml.metrics.turbulence`;
+* under DDP every rank evaluates its shard; per-sample results are gathered at the end of the epoch and
+  each sample (by its ``index``) counted once, so the logged metrics equal a single-process evaluation
+  (the padding repeats that keep ranks in step are dropped).
 """
 
 from __future__ import annotations
@@ -120,15 +123,16 @@ class SurrogateTask(InjectedNetCheckpoint):
         return torch.stack(predictions, dim=2)
 
     # ------------------------------------------------------------------ training
-    def _chained_loss(self, batch: dict[str, Tensor]) -> Tensor:
+    def _chained_errors(self, batch: dict[str, Tensor]) -> Float[Tensor, " B"]:
+        """Relative L2 error of each sample, averaged over its ``T_out`` chained steps."""
         target = batch["target"]
-        prediction = self.rollout(batch["input"], target.shape[2])
-        return relative_l2(
-            prediction.transpose(1, 2).flatten(0, 1), target.transpose(1, 2).flatten(0, 1)
-        ).mean()
+        batch_size, steps = target.shape[0], target.shape[2]
+        prediction = self.rollout(batch["input"], steps)
+        errors = relative_l2(prediction.transpose(1, 2).flatten(0, 1), target.transpose(1, 2).flatten(0, 1))
+        return errors.view(batch_size, steps).mean(dim=1)  # (B * T_out,) -> (B,)
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        loss = self._chained_loss(batch)
+        loss = self._chained_errors(batch).mean()
         self.log("train/rel_l2", loss, prog_bar=True, batch_size=batch["input"].shape[0])
         return loss
 
@@ -164,15 +168,22 @@ class SurrogateTask(InjectedNetCheckpoint):
 
     def _evaluation_step(self, batch: dict[str, Tensor], prefix: str, dataloader_idx: int) -> None:
         if "trajectory" in batch:
-            self._rollouts.append(self._evaluate_rollout(batch["trajectory"]))
+            rollout = self._evaluate_rollout(batch["trajectory"])
+            rollout["index"] = batch["index"].reshape(-1)[0]
+            self._rollouts.append(rollout)
             return
-        batch_size = batch["input"].shape[0]
-        error = self._chained_loss(batch)
+        errors = self._chained_errors(batch)
         # Persistence (u(t+dt) = u(t)) is the baseline a surrogate must beat to be worth anything.
-        persistence = relative_l2(batch["input"][:, :, -1], batch["target"][:, :, 0]).mean()
-        self._one_step.append(error.detach())
-        self.log(f"{prefix}/rel_l2", error, prog_bar=True, batch_size=batch_size, add_dataloader_idx=False)
-        self.log(f"{prefix}/persistence_rel_l2", persistence, batch_size=batch_size, add_dataloader_idx=False)
+        persistence = relative_l2(batch["input"][:, :, -1], batch["target"][:, :, 0])
+        index = batch["index"].to(errors.dtype)
+        self._one_step.append(torch.stack([index, errors.detach(), persistence], dim=1))  # (B, 3)
+
+    def _unique_over_ranks(self, rows: Tensor) -> Tensor:
+        """Rows ``(index, values...)`` of every rank, each index once, sorted by index."""
+        if self.trainer.world_size > 1:
+            rows = self.all_gather(rows).reshape(-1, rows.shape[-1])  # (world, n, k) -> (world * n, k)
+        unique = {int(row[0]): row for row in rows.cpu()}
+        return torch.stack([unique[index] for index in sorted(unique)])
 
     @torch.no_grad()
     def _evaluate_rollout(self, trajectory: Float[Tensor, "B C T X Y Z"]) -> dict[str, Tensor]:
@@ -217,11 +228,32 @@ class SurrogateTask(InjectedNetCheckpoint):
     def _evaluation_epoch_end(self, prefix: str) -> None:
         rollouts, self._rollouts = self._rollouts, []
         one_step, self._one_step = self._one_step, []
+        one_step_error = persistence_error = float("nan")
+        if one_step:
+            rows = self._unique_over_ranks(torch.cat(one_step))
+            one_step_error, persistence_error = rows[:, 1].mean().item(), rows[:, 2].mean().item()
+            # Identical on every rank after the gather; sync_dist only keeps Lightning's DDP check quiet.
+            self.log(f"{prefix}/rel_l2", one_step_error, prog_bar=True, sync_dist=True)
+            self.log(f"{prefix}/persistence_rel_l2", persistence_error, sync_dist=True)
         if self.trainer.sanity_checking or not rollouts:
             return
-        curves = {
-            name: torch.stack([r["curves"][name] for r in rollouts]).numpy() for name in self._curve_names()
-        }
+        names = self._curve_names()
+        # One row per rollout: (index, diverged_at, curve_1..., curve_n), each curve (steps,).
+        packed = torch.stack(
+            [
+                torch.cat(
+                    [
+                        r["index"].reshape(1).float().cpu(),
+                        r["diverged_at"].reshape(1).float(),
+                        *(r["curves"][name] for name in names),
+                    ]
+                )
+                for r in rollouts
+            ]
+        ).to(self.device)
+        packed = self._unique_over_ranks(packed)
+        curve_values = packed[:, 2:].reshape(len(packed), len(names), -1).numpy()  # (R, n_curves, steps)
+        curves = {name: curve_values[:, i] for i, name in enumerate(names)}
         mean_curves = {
             name: np.nanmean(values, axis=0) if np.isfinite(values).any() else values[0]
             for name, values in curves.items()
@@ -229,7 +261,7 @@ class SurrogateTask(InjectedNetCheckpoint):
         tolerance = self.hparams.spectrum_tolerance
         bad_step = first_step_above(torch.as_tensor(mean_curves["spectrum_error"]), tolerance)
         good_steps = len(mean_curves["spectrum_error"]) if bad_step is None else bad_step
-        diverged = [int(r["diverged_at"]) for r in rollouts if int(r["diverged_at"]) >= 0]
+        diverged = [int(step) for step in packed[:, 1].tolist() if step >= 0]
         self.log(f"{prefix}/rollout_steps_within_spectrum_tolerance", float(good_steps), sync_dist=True)
         self.log(f"{prefix}/rollout_rel_l2_final", float(_last_finite(mean_curves["rel_l2"])), sync_dist=True)
         self.log(
@@ -240,22 +272,19 @@ class SurrogateTask(InjectedNetCheckpoint):
         self.log(f"{prefix}/rollout_diverged_trajectories", float(len(diverged)), sync_dist=True)
 
         plot_dir = self._plot_directory(prefix)
-        if self.trainer.is_global_zero:
+        if self.trainer.is_global_zero:  # rank 0's first rollout is the split's first trajectory
             self._write_plots(rollouts[0], curves, plot_dir)
-        metrics = self.trainer.callback_metrics
         self.summary = {
             "stage": prefix,
             "epoch": self.current_epoch,
-            "one_step_rel_l2": float(
-                metrics.get(f"{prefix}/rel_l2", torch.stack(one_step).mean() if one_step else float("nan"))
-            ),
-            "persistence_rel_l2": float(metrics.get(f"{prefix}/persistence_rel_l2", float("nan"))),
+            "one_step_rel_l2": one_step_error,
+            "persistence_rel_l2": persistence_error,
             "rollout_steps_evaluated": len(mean_curves["spectrum_error"]),
             "rollout_steps_within_spectrum_tolerance": good_steps,
             "spectrum_tolerance": tolerance,
             "rollout_rel_l2_final": float(_last_finite(mean_curves["rel_l2"])),
             "kinetic_energy_drift_final": float(_last_finite(mean_curves["kinetic_energy_drift"])),
-            "diverged_trajectories": f"{len(diverged)} of {len(rollouts)}"
+            "diverged_trajectories": f"{len(diverged)} of {len(packed)}"
             + (f" (first at step {min(diverged) + 1})" if diverged else ""),
             "plots": str(plot_dir),
         }
