@@ -110,13 +110,15 @@ class SciMLCLI(LightningCLI):
         self._print_summary("test")
 
     def _print_summary(self, subcommand: str) -> None:
+        # Trainer.log_dir broadcasts from rank 0: every rank must ask for it.
+        run_directory = self.trainer.log_dir or self.trainer.default_root_dir
         if not self.trainer.is_global_zero:
             return
         summary = dict(getattr(self.model, "summary", {}) or {})
         checkpoint = self.trainer.checkpoint_callback
         if subcommand == "fit" and checkpoint is not None:
             summary["checkpoint"] = checkpoint.best_model_path or checkpoint.last_model_path or "(none saved)"
-        summary["run directory"] = self.trainer.log_dir or self.trainer.default_root_dir
+        summary["run directory"] = run_directory
         table = Table(title=f"sciml {subcommand} summary", show_header=False)
         table.add_column("quantity", no_wrap=True)
         table.add_column("value", overflow="fold")

@@ -58,7 +58,7 @@ def next_requeue_checkpoint(run_dir: str | Path) -> Path:
 def find_resume_checkpoint(run_dir: str | Path) -> Path | None:
     """The loadable checkpoint under ``run_dir`` furthest into training (``None`` when there is none).
 
-    Every unloadable file that would otherwise have been chosen is named in a warning.
+    Every unloadable file is named in a warning.
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -68,13 +68,10 @@ def find_resume_checkpoint(run_dir: str | Path) -> Path | None:
         step = read_training_step(path)
         is_requeue = REQUEUE_CHECKPOINT.fullmatch(path.name) is not None
         ranked.append((step if isinstance(step, int) else -1, is_requeue, path.stat().st_mtime_ns, path, step))
+        if not isinstance(step, int):
+            rank_zero_warn(f"checkpoint {path} cannot be resumed from ({step}); skipping it")
     ranked.sort(reverse=True, key=lambda entry: entry[:3])
-    # Unloadable files rank last by step; warn about those newer than the one chosen.
-    newest_first = sorted(ranked, key=lambda entry: entry[2], reverse=True)
     chosen = next((entry for entry in ranked if isinstance(entry[4], int)), None)
-    for _, _, mtime, path, problem in newest_first:
-        if isinstance(problem, str) and (chosen is None or mtime >= chosen[2]):
-            rank_zero_warn(f"checkpoint {path} cannot be resumed from ({problem}); using an earlier one")
     if chosen is None:
         if ranked:
             rank_zero_warn(f"no loadable checkpoint under {run_dir}: starting from scratch")

@@ -181,7 +181,7 @@ def render(job: SlurmJob) -> str:
         "fi",
         f'RUN_DIR="{job.run_root}/slurm-${{JOB_TAG}}"',
         'mkdir -p "$RUN_DIR"',
-        'echo "sciml: job ${JOB_TAG} restart ${SLURM_RESTART_COUNT:-0} on ${SLURM_JOB_NODELIST}, run dir ${RUN_DIR}"',
+        'echo "sciml: job ${JOB_TAG} restart ${SLURM_RESTART_COUNT:-0} on ${SLURM_JOB_NODELIST:-?}, run dir ${RUN_DIR}"',
         "",
         "# One thread pool per task, sized to its CPUs.",
         'export OMP_NUM_THREADS="${SLURM_CPUS_PER_TASK:-1}"',
