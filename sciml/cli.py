@@ -98,7 +98,15 @@ class SciMLCLI(LightningCLI):
     def before_fit(self) -> None:
         arguments = self.config_init[self.subcommand]
         if arguments.get("ckpt_path") == "auto":
-            arguments["ckpt_path"] = find_resume_checkpoint(self.trainer.default_root_dir)
+            found = find_resume_checkpoint(self.trainer.default_root_dir)
+            arguments["ckpt_path"] = found
+            if self.trainer.is_global_zero:
+                where = self.trainer.default_root_dir
+                _console.print(
+                    f"[bold]sciml[/]: resuming from {found}"
+                    if found
+                    else f"[bold]sciml[/]: no checkpoint under {where}; starting a new run"
+                )
 
     def after_fit(self) -> None:
         self._print_summary("fit")
@@ -175,6 +183,8 @@ def _run(arguments: list[str] | None, cli_class: type[SciMLCLI] = SciMLCLI) -> S
         parser_class=SciMLArgumentParser,
         parser_kwargs={"prog": "python -m sciml", "description": __doc__.split("\n\n")[0]},
         trainer_defaults={"callbacks": [RandomStateCheckpoint(), SlurmAutoRequeue()]},
+        # A requeued SLURM job restarts in the same run directory, over its own config.yaml.
+        save_config_kwargs={"overwrite": True},
         args=arguments,
     )
 
@@ -206,15 +216,19 @@ def parse_fit_config(config: str, overrides: list[str]) -> Any:
 def _slurm_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m sciml slurm",
-        description="Render (or submit) a SLURM batch script that runs `python -m sciml fit` with one task per "
-        "device, auto-requeue on SIGUSR1 and a run directory that is stable across restarts. Arguments it "
-        "does not know (e.g. --trainer.max_epochs=10) are passed on to fit.",
+        description="Render (or submit) a SLURM batch script that runs `python -m sciml fit` with one task "
+        "per device, auto-requeue on SIGUSR1 and a run directory that is stable across restarts. Arguments "
+        "it does not know (e.g. --trainer.max_epochs=10) are passed on to fit.",
     )
     parser.add_argument("--config", "-c", required=True, help="fit config (a file or a shipped config name)")
     parser.add_argument("--nodes", type=int, help="nodes (default: trainer.num_nodes)")
-    parser.add_argument("--gpus-per-node", type=int, help="GPUs and tasks per node (default: trainer.devices)")
+    parser.add_argument(
+        "--gpus-per-node", type=int, help="GPUs and tasks per node (default: trainer.devices)"
+    )
     parser.add_argument("--cpus-per-task", type=int, default=8, help="CPUs per task (default: 8)")
-    parser.add_argument("--time", default="24:00:00", type=slurm.check_time, help="time limit (default 24:00:00)")
+    parser.add_argument(
+        "--time", default="24:00:00", type=slurm.check_time, help="time limit (default 24:00:00)"
+    )
     parser.add_argument("--partition", help="SLURM partition")
     parser.add_argument("--account", help="SLURM account to charge")
     parser.add_argument("--mem", help="memory per node, e.g. 64G")
@@ -237,7 +251,9 @@ def slurm_command(args: list[str]) -> str:
     options, fit_arguments = _slurm_parser().parse_known_args(args)
     config = Path(resolve_config(options.config)).resolve()
     if options.sweep and options.array and not options.array.startswith("%"):
-        raise ConfigError("--array", "with --sweep the array is one task per combination; give only a %N throttle")
+        raise ConfigError(
+            "--array", "with --sweep the array is one task per combination; give only a %N throttle"
+        )
     sweep = slurm.sweep_arguments(options.sweep)
     # Validate the config with every sweep combination now, not when the job starts after hours in a queue.
     for combination in sweep or [[]]:
@@ -245,7 +261,11 @@ def slurm_command(args: list[str]) -> str:
     trainer = namespace.trainer
     raw = yaml.safe_load(config.read_text()) or {}
     explicit = set((raw.get("trainer") or {}).keys())
-    explicit |= {key for key in ("devices", "num_nodes") if any(a.startswith(f"--trainer.{key}") for a in fit_arguments)}
+    explicit |= {
+        key
+        for key in ("devices", "num_nodes")
+        if any(a.startswith(f"--trainer.{key}") for a in fit_arguments)
+    }
     nodes, tasks, gpus = slurm.resolve_layout(
         str(trainer.accelerator),
         trainer.devices,

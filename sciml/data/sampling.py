@@ -97,8 +97,8 @@ class ResumableDataLoader(DataLoader):
 
     The position counts batches handed to the training loop (Lightning fetches one batch at a time from
     loaders that have a length), so a checkpoint taken after step ``k`` resumes with batch ``k + 1``.
-    Worker processes start on the first ``next()``, not at ``iter()``: Lightning creates the iterator before it
-    sets the epoch of a restarted run, and workers would otherwise draw indices from the wrong epoch.
+    Worker processes start on the first ``next()``, not at ``iter()``: Lightning creates the iterator before
+    it sets the epoch of a restarted run, and workers would otherwise draw indices from the wrong epoch.
     """
 
     sampler: ShardedSampler

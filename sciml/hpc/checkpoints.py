@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
-from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
+from pytorch_lightning.utilities import rank_zero_warn
 
 from sciml.core.atomic import atomic_path
 
@@ -43,7 +43,9 @@ def read_training_step(path: str | Path) -> int | str:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
     except Exception as error:  # torch reports truncation as RuntimeError, pickling problems as others
         return f"{type(error).__name__}: {str(error).splitlines()[0]}"
-    missing = [key for key in ("state_dict", "loops", "optimizer_states", "global_step") if key not in checkpoint]
+    missing = [
+        key for key in ("state_dict", "loops", "optimizer_states", "global_step") if key not in checkpoint
+    ]
     if missing:
         return f"not a full training checkpoint (no {', '.join(missing)})"
     return int(checkpoint["global_step"])
@@ -51,7 +53,11 @@ def read_training_step(path: str | Path) -> int | str:
 
 def next_requeue_checkpoint(run_dir: str | Path) -> Path:
     """``<run_dir>/hpc_ckpt_<n+1>.ckpt`` after the highest existing ``n`` (Lightning's naming)."""
-    numbers = [int(m.group(1)) for p in Path(run_dir).glob("hpc_ckpt_*.ckpt") if (m := REQUEUE_CHECKPOINT.fullmatch(p.name))]
+    numbers = [
+        int(m.group(1))
+        for p in Path(run_dir).glob("hpc_ckpt_*.ckpt")
+        if (m := REQUEUE_CHECKPOINT.fullmatch(p.name))
+    ]
     return Path(run_dir) / f"hpc_ckpt_{max(numbers, default=0) + 1}.ckpt"
 
 
@@ -67,7 +73,9 @@ def find_resume_checkpoint(run_dir: str | Path) -> Path | None:
     for path in run_dir.rglob("*.ckpt"):
         step = read_training_step(path)
         is_requeue = REQUEUE_CHECKPOINT.fullmatch(path.name) is not None
-        ranked.append((step if isinstance(step, int) else -1, is_requeue, path.stat().st_mtime_ns, path, step))
+        ranked.append(
+            (step if isinstance(step, int) else -1, is_requeue, path.stat().st_mtime_ns, path, step)
+        )
         if not isinstance(step, int):
             rank_zero_warn(f"checkpoint {path} cannot be resumed from ({step}); skipping it")
     ranked.sort(reverse=True, key=lambda entry: entry[:3])
@@ -76,5 +84,4 @@ def find_resume_checkpoint(run_dir: str | Path) -> Path | None:
         if ranked:
             rank_zero_warn(f"no loadable checkpoint under {run_dir}: starting from scratch")
         return None
-    rank_zero_info(f"sciml: resuming from {chosen[3]} (step {chosen[4]})")
     return chosen[3]

@@ -66,7 +66,9 @@ class SlurmAutoRequeue(pl.Callback):
     def _on_signal(self, signum: int, frame: Any) -> None:
         self.requested = True
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx) -> None:
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx
+    ) -> None:
         self._requeue_if_requested(trainer)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

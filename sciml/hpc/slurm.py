@@ -93,7 +93,7 @@ def resolve_layout(
         if gpus_per_node:
             raise ConfigError(
                 "trainer.accelerator",
-                f"is 'cpu' in {config} but --gpus-per-node is {gpus_per_node}; drop the flag or train on GPUs",
+                f"is 'cpu' in {config} but --gpus-per-node is {gpus_per_node}; drop the flag or use GPUs",
             )
         if count is None:
             raise ConfigError(
@@ -108,7 +108,7 @@ def resolve_layout(
         raise ConfigError(
             "trainer.devices",
             f"is {count} in {config} but --gpus-per-node is {gpus_per_node}: SLURM starts one task per GPU "
-            f"(--ntasks-per-node={gpus_per_node}) and Lightning expects one per device, so they must be equal",
+            f"(--ntasks-per-node={gpus_per_node}) and Lightning one per device: they must be equal",
         )
     gpus = gpus_per_node if gpus_per_node is not None else count
     if gpus is None:
@@ -181,7 +181,8 @@ def render(job: SlurmJob) -> str:
         "fi",
         f'RUN_DIR="{job.run_root}/slurm-${{JOB_TAG}}"',
         'mkdir -p "$RUN_DIR"',
-        'echo "sciml: job ${JOB_TAG} restart ${SLURM_RESTART_COUNT:-0} on ${SLURM_JOB_NODELIST:-?}, run dir ${RUN_DIR}"',
+        'echo "sciml: job ${JOB_TAG} restart ${SLURM_RESTART_COUNT:-0} on ${SLURM_JOB_NODELIST:-?},"'
+        ' "run dir ${RUN_DIR}"',
         "",
         "# One thread pool per task, sized to its CPUs.",
         'export OMP_NUM_THREADS="${SLURM_CPUS_PER_TASK:-1}"',
@@ -221,7 +222,7 @@ def render(job: SlurmJob) -> str:
 
 
 def submit(script: str, run_root: Path) -> str:
-    """``sbatch`` the script (its log directory is made first: SLURM does not create it); returns the job id."""
+    """``sbatch`` the script (making its log directory first: SLURM does not); returns the job id."""
     run_root.mkdir(parents=True, exist_ok=True)
     try:
         result = subprocess.run(["sbatch", "--parsable"], input=script, capture_output=True, text=True)

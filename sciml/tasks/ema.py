@@ -33,7 +33,11 @@ class EMA(pl.Callback):
 
     @staticmethod
     def _tracked(pl_module: pl.LightningModule) -> dict[str, torch.Tensor]:
-        return {name: value for name, value in pl_module.state_dict(keep_vars=True).items() if value.is_floating_point()}
+        return {
+            name: value
+            for name, value in pl_module.state_dict(keep_vars=True).items()
+            if value.is_floating_point()
+        }
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         tracked = self._tracked(pl_module)
@@ -42,12 +46,16 @@ class EMA(pl.Callback):
         else:  # restored from a checkpoint
             missing = sorted(set(tracked) - set(self.average))
             if missing:
-                raise KeyError(f"the EMA state in the checkpoint lacks {missing[:5]}: was it made by another model?")
+                raise KeyError(
+                    f"the EMA state in the checkpoint lacks {missing[:5]}: was it made by another model?"
+                )
             self.average = {name: self.average[name].to(tracked[name].device) for name in tracked}
         self._last_step = trainer.global_step
 
     @torch.no_grad()
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx) -> None:
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx
+    ) -> None:
         # Update once per optimizer step (not per accumulated micro-batch).
         if trainer.global_step == self._last_step or self.average is None:
             return

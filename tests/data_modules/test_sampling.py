@@ -36,7 +36,9 @@ def test_evaluation_shards_cover_every_sample_with_at_most_world_minus_one_repea
 
 def test_two_processes_with_batch_b_see_the_samples_of_one_process_with_batch_2b():
     single = ResumableDataLoader(Indices(21), ShardedSampler(21, seed=5), batch_size=4)
-    ranks = [ResumableDataLoader(Indices(21), ShardedSampler(21, r, 2, seed=5), batch_size=2) for r in range(2)]
+    ranks = [
+        ResumableDataLoader(Indices(21), ShardedSampler(21, r, 2, seed=5), batch_size=2) for r in range(2)
+    ]
     for epoch in (0, 1):
         for loader in (single, *ranks):
             loader.sampler.set_epoch(epoch)

@@ -58,7 +58,9 @@ def test_reruns_with_the_same_seed_give_the_same_bytes(tmp_path):
 
 def test_missing_path_with_a_generator_is_generated(tmp_path):
     path = tmp_path / "data" / "hit.h5"
-    module = FieldDataModule(path=str(path), generator="forced_hit", generator_args=TINY, t_in=2, batch_size=2)
+    module = FieldDataModule(
+        path=str(path), generator="forced_hit", generator_args=TINY, t_in=2, batch_size=2
+    )
     module.prepare_data()  # what Lightning calls on rank 0
     assert path.exists() and not (tmp_path / "data" / "hit.zarr").exists()
     assert sorted(p.name for p in path.parent.iterdir()) == ["hit.h5", "hit.stats.json"]

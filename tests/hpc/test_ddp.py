@@ -14,12 +14,26 @@ def fit(root, data, devices, batch_size):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     env.pop("SLURM_JOB_ID", None)
     result = subprocess.run(
-        [sys.executable, "-m", "sciml", "fit", "--config", str(TINY_CONFIG),
-         f"--trainer.devices={devices}", "--trainer.strategy=" + ("ddp" if devices > 1 else "auto"),
-         f"--trainer.default_root_dir={root}", f"--trainer.logger.init_args.save_dir={root}",
-         f"--data.init_args.path={data}", f"--data.init_args.batch_size={batch_size}",
-         "--trainer.max_steps=20"],  # 4 epochs of 5 steps: the last checkpoint is the final state
-        env=env, capture_output=True, text=True, timeout=300, cwd=root.parent,
+        [
+            sys.executable,
+            "-m",
+            "sciml",
+            "fit",
+            "--config",
+            str(TINY_CONFIG),
+            f"--trainer.devices={devices}",
+            "--trainer.strategy=" + ("ddp" if devices > 1 else "auto"),
+            f"--trainer.default_root_dir={root}",
+            f"--trainer.logger.init_args.save_dir={root}",
+            f"--data.init_args.path={data}",
+            f"--data.init_args.batch_size={batch_size}",
+            "--trainer.max_steps=20",
+        ],  # 4 epochs of 5 steps: the last checkpoint is the final state
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=root.parent,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return result
@@ -51,5 +65,7 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tmp_pat
     # Only rank 0 wrote: one log directory, one set of figures.
     assert sorted(p.name for p in (double / "tiny").iterdir()) == ["version_0"]
     assert sorted(p.name for p in (double / "tiny/version_0/plots/val").iterdir()) == [
-        "midplane_slices.png", "rollout_error.png", "spectra.png"
+        "midplane_slices.png",
+        "rollout_error.png",
+        "spectra.png",
     ]

@@ -71,7 +71,9 @@ def test_interrupted_and_resumed_run_matches_the_uninterrupted_one(tmp_path, tin
 
     run = tmp_path / "requeued"
     # Step 13 is in the middle of the second epoch (10 batches per epoch).
-    interrupted = fit(run, tiny_data, "--trainer.callbacks+=interrupt.SignalAtStep", "--trainer.callbacks.step=13")
+    interrupted = fit(
+        run, tiny_data, "--trainer.callbacks+=interrupt.SignalAtStep", "--trainer.callbacks.step=13"
+    )
     assert interrupted.trainer.global_step == 13
     assert (run / "hpc_ckpt_1.ckpt").is_file()
     assert fake_slurm.read_text().split() == ["requeue", "4242"]

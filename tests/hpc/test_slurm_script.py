@@ -15,8 +15,23 @@ def sbatch_lines(script):
 def test_four_nodes_of_eight_gpus(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     script = main(
-        ["slurm", "--config", "turbulence_paper.yaml", "--nodes", "4", "--gpus-per-node", "8",
-         "--cpus-per-task", "12", "--time", "2-00:00:00", "--partition", "gpu", "--account", "phys"]
+        [
+            "slurm",
+            "--config",
+            "turbulence_paper.yaml",
+            "--nodes",
+            "4",
+            "--gpus-per-node",
+            "8",
+            "--cpus-per-task",
+            "12",
+            "--time",
+            "2-00:00:00",
+            "--partition",
+            "gpu",
+            "--account",
+            "phys",
+        ]
     )
     assert capsys.readouterr().out == script
     assert sbatch_lines(script) == [
@@ -40,7 +55,9 @@ def test_four_nodes_of_eight_gpus(tmp_path, monkeypatch, capsys):
     assert 'RUN_DIR="runs/turbulence_paper/slurm-${JOB_TAG}"' in script
     assert '--trainer.default_root_dir="$RUN_DIR"' in script and "--ckpt_path=auto" in script
     assert '--trainer.logger.init_args.version="slurm-${JOB_TAG}"' in script
-    assert "TORCH_NCCL_ASYNC_ERROR_HANDLING=1" in script and 'OMP_NUM_THREADS="${SLURM_CPUS_PER_TASK' in script
+    assert (
+        "TORCH_NCCL_ASYNC_ERROR_HANDLING=1" in script and 'OMP_NUM_THREADS="${SLURM_CPUS_PER_TASK' in script
+    )
     (tmp_path / "job.sh").write_text(script)
     subprocess.run(["bash", "-n", str(tmp_path / "job.sh")], check=True)  # valid bash
 
@@ -57,16 +74,30 @@ def test_cpu_config_takes_its_tasks_from_trainer_devices(tmp_path, monkeypatch, 
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        (["--config", "turbulence.yaml", "--gpus-per-node", "8"],
-         "config key 'trainer.devices': is 1 in .*turbulence.yaml but --gpus-per-node is 8"),
-        (["--config", "turbulence_paper.yaml", "--trainer.num_nodes=2", "--nodes", "4", "--gpus-per-node", "8"],
-         "config key 'trainer.num_nodes': is 2 .* but --nodes is 4"),
+        (
+            ["--config", "turbulence.yaml", "--gpus-per-node", "8"],
+            "config key 'trainer.devices': is 1 in .*turbulence.yaml but --gpus-per-node is 8",
+        ),
+        (
+            [
+                "--config",
+                "turbulence_paper.yaml",
+                "--trainer.num_nodes=2",
+                "--nodes",
+                "4",
+                "--gpus-per-node",
+                "8",
+            ],
+            "config key 'trainer.num_nodes': is 2 .* but --nodes is 4",
+        ),
         (["--config", "turbulence_paper.yaml"], "'trainer.devices': is 'auto'.*pass --gpus-per-node"),
         (["--config", str(TINY_CONFIG), "--gpus-per-node", "4"], "'trainer.accelerator': is 'cpu'"),
         (["--config", "turbulence.yaml", "--time", "tomorrow"], "--time"),
         (["--config", "turbulence.yaml", "--sweep", "model.init_args.lr"], "option '--sweep': expected key="),
-        (["--config", "turbulence.yaml", "--sweep", "model.init_args.lr=1,2", "--array", "0-3"],
-         "option '--array'"),
+        (
+            ["--config", "turbulence.yaml", "--sweep", "model.init_args.lr=1,2", "--array", "0-3"],
+            "option '--array'",
+        ),
     ],
 )
 def test_mismatches_are_refused_naming_the_key(arguments, message, tmp_path, monkeypatch, capsys):
@@ -91,8 +122,17 @@ def test_bad_override_is_refused_before_rendering(tmp_path, monkeypatch, capsys)
 def test_sweep_is_a_job_array_with_one_combination_per_task(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     script = main(
-        ["slurm", "--config", "turbulence.yaml", "--sweep", "model.init_args.lr=1e-3,3e-3",
-         "--sweep", "data.init_args.batch_size=2,4", "--array", "%2"]
+        [
+            "slurm",
+            "--config",
+            "turbulence.yaml",
+            "--sweep",
+            "model.init_args.lr=1e-3,3e-3",
+            "--sweep",
+            "data.init_args.batch_size=2,4",
+            "--array",
+            "%2",
+        ]
     )
     assert "--array=0-3%2" in sbatch_lines(script)
     assert "--output=runs/turbulence/slurm-%A_%a.out" in sbatch_lines(script)
@@ -102,9 +142,17 @@ def test_sweep_is_a_job_array_with_one_combination_per_task(tmp_path, monkeypatc
     shell = script.replace("srun --kill-on-bad-exit=1", "echo")
     job.write_text(shell)
     out = subprocess.run(
-        ["bash", str(job)], env={"SLURM_JOB_ID": "7", "SLURM_ARRAY_JOB_ID": "7", "SLURM_ARRAY_TASK_ID": "2",
-                                 "PATH": "/usr/bin:/bin"},
-        capture_output=True, text=True, check=True, cwd=tmp_path,
+        ["bash", str(job)],
+        env={
+            "SLURM_JOB_ID": "7",
+            "SLURM_ARRAY_JOB_ID": "7",
+            "SLURM_ARRAY_TASK_ID": "2",
+            "PATH": "/usr/bin:/bin",
+        },
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
     ).stdout
     assert "--model.init_args.lr=3e-3 --data.init_args.batch_size=2" in out
     assert "--trainer.default_root_dir=runs/turbulence/slurm-7_2" in out
