@@ -1,5 +1,5 @@
 """The rendered batch script on a real SLURM controller (slurmctld + slurmd + munge on localhost):
-a 2-task DDP fit completes; a job signalled with SIGUSR1 checkpoints, requeues itself, resumes and completes."""
+a 2-task DDP fit completes; a job signalled with SIGUSR1 checkpoints, requeues, resumes and completes."""
 
 import re
 import sys
@@ -27,8 +27,21 @@ def cluster(tmp_path_factory):
 
 def submit(cluster, workdir, data, *fit_arguments):
     result = cluster.run(
-        [sys.executable, "-m", "sciml", "slurm", "--config", str(TINY_CONFIG), "--cpus-per-task", "1",
-         "--time", "00:10:00", "--submit", f"--data.init_args.path={data}", *fit_arguments],
+        [
+            sys.executable,
+            "-m",
+            "sciml",
+            "slurm",
+            "--config",
+            str(TINY_CONFIG),
+            "--cpus-per-task",
+            "1",
+            "--time",
+            "00:10:00",
+            "--submit",
+            f"--data.init_args.path={data}",
+            *fit_arguments,
+        ],
         cwd=workdir,
     )
     return result.stdout.strip().splitlines()[-1]
@@ -50,7 +63,9 @@ def test_two_task_ddp_fit_completes(cluster, tmp_path, tiny_data):
 
 def test_sigusr1_requeues_and_the_job_resumes_from_its_checkpoint(cluster, tmp_path, tiny_data):
     steps = 1500  # long enough (~20 s) to be signalled mid-run; a multiple of the 5 steps of an epoch
-    job = submit(cluster, tmp_path, tiny_data, f"--trainer.max_steps={steps}", "--trainer.check_val_every_n_epoch=100")
+    job = submit(
+        cluster, tmp_path, tiny_data, f"--trainer.max_steps={steps}", "--trainer.check_val_every_n_epoch=100"
+    )
     log_file = tmp_path / f"runs/tiny/slurm-{job}.out"
     run_dir = tmp_path / f"runs/tiny/slurm-{job}"
 

@@ -1,6 +1,9 @@
 """`python -m sciml slurm`: the rendered batch script, and refusals before anything is queued."""
 
+import shlex
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from conftest import TINY_CONFIG
@@ -165,3 +168,29 @@ def test_submit_without_sbatch_says_so(tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit):
         main(["slurm", "--config", "turbulence.yaml", "--submit"])
     assert "sbatch is not on PATH" in capsys.readouterr().err
+
+
+TEMPLATES = Path(__file__).resolve().parents[2] / "tools" / "slurm"
+
+
+@pytest.mark.parametrize("template", ["single_node.sh", "multi_node.sh", "sweep_array.sh"])
+def test_shipped_templates_are_what_the_renderer_makes_today(template, tmp_path, monkeypatch):
+    """The templates are rendered scripts with their paths replaced by placeholders; they must not rot."""
+    text = (TEMPLATES / template).read_text()
+    command = " ".join(
+        line.removeprefix("#").strip().rstrip("\\").strip()
+        for line in text.splitlines()
+        if line.startswith("#  ") or line.startswith("#       ")
+    )
+    arguments = shlex.split(command.split("python -m sciml slurm", 1)[1])
+    monkeypatch.chdir(tmp_path)
+    script = main(["slurm", *arguments])
+    repo = Path(__file__).resolve().parents[2]
+    script = (
+        script.replace(sys.executable, "$HOME/sciml/.venv/bin/python")
+        .replace(str(repo / "configs"), "$HOME/sciml/configs")
+        .replace(f"--chdir={tmp_path}", "--chdir=/scratch/YOUR_USER/sciml-runs")
+    )
+    lines = text.splitlines()
+    first_sbatch = next(i for i, line in enumerate(lines) if line.startswith("#SBATCH"))
+    assert lines[:2] + lines[first_sbatch:] == script.splitlines()  # minus the template's own notes
