@@ -1,1 +1,1 @@
-"""Cluster runs: SLURM batch scripts, synchronized auto-requeue, atomic checkpoints and the choice of resume point."""
+"""Cluster runs: SLURM batch scripts, synchronized auto-requeue, atomic checkpoints, resume points."""
