@@ -62,7 +62,7 @@ def test_loss_is_relative_l2_in_physical_units(flow):
             for i in range(2)
         ]
     ).mean()
-    torch.testing.assert_close(task._chained_loss(batch).detach(), expected)
+    torch.testing.assert_close(task._chained_errors(batch).mean().detach(), expected)
 
 
 @pytest.mark.parametrize("residual", [False, True])
@@ -84,10 +84,10 @@ def test_overfits_one_batch(flow):
     set_statistics(task, flow)
     batch = one_step_batch(flow, 4)
     optimizer = torch.optim.Adam(task.parameters(), lr=3e-3)
-    initial = task._chained_loss(batch).item()
+    initial = task._chained_errors(batch).mean().item()
     for _ in range(100):
         optimizer.zero_grad()
-        loss = task._chained_loss(batch)
+        loss = task._chained_errors(batch).mean()
         loss.backward()
         optimizer.step()
     # The loss must fall by at least a factor 5 in 100 steps.
@@ -150,7 +150,8 @@ class TinyFlowData(pl.LightningDataModule):
 
     def train_dataloader(self):
         batch = one_step_batch(self.flow, 4)
-        return DataLoader([{k: v[i] for k, v in batch.items()} for i in range(4)], batch_size=2)
+        samples = [{**{k: v[i] for k, v in batch.items()}, "index": i} for i in range(4)]
+        return DataLoader(samples, batch_size=2)
 
     def val_dataloader(self):
         one_step = self.train_dataloader()
