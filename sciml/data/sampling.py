@@ -73,6 +73,10 @@ class ShardedSampler(DistributedSampler):
         """Start the next iteration of ``epoch`` after its first ``consumed`` samples (over all ranks)."""
         self.epoch, self.consumed, self._resume_epoch = epoch, consumed, epoch
 
+    def pending_offset(self) -> int:
+        """Samples the next iteration will skip: the resume point if it is for the current epoch, else 0."""
+        return self.consumed if self._resume_epoch == self.epoch else 0
+
     def permutation(self, epoch: int) -> torch.Tensor:
         if not self.shuffle:
             return torch.arange(self.length)
@@ -82,7 +86,7 @@ class ShardedSampler(DistributedSampler):
     def __iter__(self) -> Iterator[int]:
         # A resume point applies to the first iteration of its epoch only; Lightning may move the epoch on
         # (set_epoch) between loading the state and iterating, which cancels it.
-        consumed = self.consumed if self._resume_epoch == self.epoch else 0
+        consumed = self.pending_offset()
         self._resume_epoch, self.consumed = None, 0
         order = self.permutation(self.epoch)[consumed:]
         count = self._shard_length(consumed)
@@ -114,8 +118,7 @@ class ResumableDataLoader(DataLoader):
         return self._iterate()
 
     def _iterate(self) -> Iterator[Any]:
-        sampler = self.sampler
-        self._start = sampler.consumed if sampler._resume_epoch == sampler.epoch else 0
+        self._start = self.sampler.pending_offset()
         self._served = 0
         for batch in super().__iter__():
             self._served += 1

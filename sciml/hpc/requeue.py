@@ -72,7 +72,7 @@ class SlurmAutoRequeue(pl.Callback):
         self._requeue_if_requested(trainer)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.training or trainer.state.fn == "fit":
+        if trainer.state.fn == "fit":
             self._requeue_if_requested(trainer)
 
     def _requeue_if_requested(self, trainer: pl.Trainer) -> None:
