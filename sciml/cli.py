@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 import yaml
 from lightning_fabric.plugins import CheckpointIO
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
@@ -166,11 +167,25 @@ def main(args: list[str] | None = None) -> SciMLCLI | str:
         sys.argv[1:] = arguments
         arguments = None
     try:
-        return _run(arguments)
+        cli = _run(arguments)
     except SciMLError as error:
         # Data and config problems are the user's to fix: one message naming the file/key, no traceback.
         _console.print(f"[bold red]error[/]: {error}")
         raise SystemExit(1) from None
+    _leave_process_group()
+    return cli
+
+
+def _leave_process_group() -> None:
+    """Tear down DDP's process group once every rank is done.
+
+    Lightning leaves it to interpreter shutdown, where gloo's worker threads can be destroyed while still
+    joinable: the process then aborts ("terminate called without an active exception") and srun marks a
+    finished job FAILED.
+    """
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
 
 
 def _run(arguments: list[str] | None, cli_class: type[SciMLCLI] = SciMLCLI) -> SciMLCLI:
