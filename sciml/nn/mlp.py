@@ -1,4 +1,6 @@
-"""Gated MLPs. GeGLU (Shazeer 2020, "GLU Variants Improve Transformer", eq. 6 with GELU):
+"""Transformer MLPs: the plain GELU MLP of ViT/DiT and the gated GeGLU.
+
+GeGLU (Shazeer 2020, "GLU Variants Improve Transformer", eq. 6 with GELU):
 
     GeGLU(x) = W_2 (GELU(x W_a + b_a) * (x W_b + b_b)) + b_2,
 
@@ -32,3 +34,19 @@ class GeGLUMLP(nn.Module):
 
     def forward(self, x: Float[Tensor, "*batch in_features"]) -> Float[Tensor, "*batch out_features"]:
         return self.fc_out(self.act(self.fc_in(x)))
+
+
+class FeedForward(nn.Module):
+    """The transformer MLP ``fc2(GELU(fc1(x)))`` (timm ``Mlp`` layout: keys ``fc1``, ``fc2``).
+
+    ``approximate`` is GELU's: ``"none"`` (exact erf, what the DiT-3D code runs) or ``"tanh"`` (DiT's).
+    """
+
+    def __init__(self, in_features: int, hidden_features: int, approximate: str = "none"):
+        super().__init__()
+        self.fc1 = nn.Linear(in_features, hidden_features)
+        self.act = nn.GELU(approximate=approximate)
+        self.fc2 = nn.Linear(hidden_features, in_features)
+
+    def forward(self, x: Float[Tensor, "*batch features"]) -> Float[Tensor, "*batch features"]:
+        return self.fc2(self.act(self.fc1(x)))

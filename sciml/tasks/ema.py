@@ -3,8 +3,9 @@
 After every optimizer step ``ema <- decay * ema + (1 - decay) * weights`` over the floating-point parameters
 and buffers (DiT, Peebles & Xie 2023, uses decay 0.9999 and samples from the EMA weights). Validation and
 testing run with the averaged weights by default; checkpoints keep the trained weights as the model state and
-the average as this callback's state, so a resumed run continues the same average. The average is held in
-float32 on the model's device.
+the average as this callback's state, so a resumed run continues the same average. Prediction runs with
+the average too (Lightning restores callback states for ``predict --ckpt_path``), which is how generative
+tasks sample from the EMA weights. The average is held in float32 on the model's device.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import torch
 class EMA(pl.Callback):
     """Args:
     decay: weight of the old average at each optimizer step, in [0, 1).
-    evaluate_with_ema: swap the averaged weights in for validation and test.
+    evaluate_with_ema: swap the averaged weights in for validation, test and predict.
     """
 
     def __init__(self, decay: float = 0.9999, evaluate_with_ema: bool = True):
@@ -91,6 +92,12 @@ class EMA(pl.Callback):
         self._swap_in(pl_module)
 
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._swap_out(pl_module)
+
+    def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._swap_in(pl_module)
+
+    def on_predict_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._swap_out(pl_module)
 
     def state_dict(self) -> dict[str, Any]:

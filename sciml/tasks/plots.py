@@ -1,4 +1,4 @@
-"""Diagnostic figures for surrogate rollouts, written atomically as PNG files."""
+"""Diagnostic figures (surrogate rollouts, generated point clouds), written atomically as PNG files."""
 
 from __future__ import annotations
 
@@ -75,4 +75,28 @@ def plot_rollout_curves(curves: dict[str, np.ndarray], threshold: float, path: P
         axis.set_title(name.replace("_", " "))
         axis.grid(True, alpha=0.3)
         axis.legend(fontsize=7)
+    return save_figure(figure, path)
+
+
+def plot_point_clouds(
+    clouds: list[np.ndarray], titles: list[str], path: Path, columns: int = 4, title: str | None = None
+) -> Path:
+    """A grid of point-cloud renders (3-D scatter, y up as in ShapeNet, equal axes, one shared view)."""
+    rows = max(1, -(-len(clouds) // columns))
+    figure = plt.figure(figsize=(2.6 * columns, 2.6 * rows))
+    for position, (cloud, name) in enumerate(zip(clouds, titles), start=1):
+        axis = figure.add_subplot(rows, columns, position, projection="3d")
+        x, y, z = cloud[:, 0], cloud[:, 1], cloud[:, 2]
+        axis.scatter(z, x, y, s=0.6, c=y, cmap="viridis", depthshade=False, linewidths=0)
+        centre = cloud.mean(axis=0)
+        radius = float(np.abs(cloud - centre).max()) or 1.0
+        axis.set_xlim(centre[2] - radius, centre[2] + radius)
+        axis.set_ylim(centre[0] - radius, centre[0] + radius)
+        axis.set_zlim(centre[1] - radius, centre[1] + radius)
+        axis.set_box_aspect((1, 1, 1))
+        axis.view_init(elev=20, azim=-50)
+        axis.set_axis_off()
+        axis.set_title(name, fontsize=8)
+    if title:
+        figure.suptitle(title, fontsize=10)
     return save_figure(figure, path)
