@@ -1,5 +1,13 @@
 """Datasets and LightningDataModules; ``formats/`` holds one reader/writer per on-disk format."""
 
 from sciml.data.fields import FieldDataModule, FieldDataset, RolloutWriter, open_fields
+from sciml.data.pointclouds import PointCloudDataModule, PointCloudDataset
 
-__all__ = ["FieldDataModule", "FieldDataset", "RolloutWriter", "open_fields"]
+__all__ = [
+    "FieldDataModule",
+    "FieldDataset",
+    "PointCloudDataModule",
+    "PointCloudDataset",
+    "RolloutWriter",
+    "open_fields",
+]
