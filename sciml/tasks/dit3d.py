@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from jaxtyping import Float, Int
 from pytorch_lightning.callbacks import BasePredictionWriter
+from rich.console import Console
 from torch import Tensor, nn
 
 from sciml.core.atomic import atomic_path
@@ -333,5 +334,9 @@ class PointCloudWriter(BasePredictionWriter):
             [f"{i}: {category[i]}" for i in range(count)],
             self.output_dir / "samples.png",
             title=f"{len(points)} generated shapes ({count} shown)",
+        )
+        Console().print(
+            f"[bold]sciml[/]: wrote {len(points)} shapes of {points.shape[1]} points to {self.output_dir}/ "
+            "(samples.npy, labels.npy, ply/, samples.png)"
         )
         return self.output_dir

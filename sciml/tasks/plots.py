@@ -88,8 +88,9 @@ def plot_point_clouds(
         axis = figure.add_subplot(rows, columns, position, projection="3d")
         x, y, z = cloud[:, 0], cloud[:, 1], cloud[:, 2]
         axis.scatter(z, x, y, s=0.6, c=y, cmap="viridis", depthshade=False, linewidths=0)
-        centre = cloud.mean(axis=0)
-        radius = float(np.abs(cloud - centre).max()) or 1.0
+        # Framed on the bulk of the points: a few stray points of a young model would shrink the shape.
+        centre = np.median(cloud, axis=0)
+        radius = float(np.quantile(np.abs(cloud - centre), 0.99)) or 1.0
         axis.set_xlim(centre[2] - radius, centre[2] + radius)
         axis.set_ylim(centre[0] - radius, centre[0] + radius)
         axis.set_zlim(centre[1] - radius, centre[1] + radius)

@@ -124,6 +124,7 @@ def test_fit_then_predict_writes_samples_ply_and_a_png_grid(shapes, tmp_path, mo
         "--data.init_args.eval_samples=4",
         "--data.init_args.predict_samples_per_class=3",
         "--trainer.accelerator=cpu",
+        "--model.init_args.sampler=dpmpp_2m",
         "--model.init_args.sampling_steps=3",
         "--model.init_args.net.init_args.depth=1",
         "--model.init_args.net.init_args.hidden_size=24",

@@ -158,7 +158,7 @@ def sampling_benchmark(args) -> dict:
     task, stored = _load_ema_task(path, args.device)
     data_args = dict(stored["datamodule_hyper_parameters"])
     data_args["generator"] = None  # the run made its data; never remake it here
-    module = PointCloudDataModule(**{k: v for k, v in data_args.items() if k != "_class_path"})
+    module = PointCloudDataModule(**{k: v for k, v in data_args.items() if not k.startswith("_")})
     module.setup("test")
     test = module.dataset("test")
     count = min(len(test), args.shapes)
@@ -203,9 +203,17 @@ def sampling_benchmark(args) -> dict:
 
 def print_tables(report: dict) -> None:
     from rich.console import Console
-    from rich.table import Table
 
     console = Console(stderr=True)
+    if report.get("network"):
+        _print_network(console, report)
+    if report.get("sampling"):
+        _print_sampling(console, report["sampling"])
+
+
+def _print_network(console, report: dict) -> None:
+    from rich.table import Table
+
     network = Table(title=f"DiT-S/4, voxel 32, 2048 points ({report['device']}, {report['threads']} threads)")
     for column in ("batch", "attention", "train step s", "forward s", "peak MB", "train ratio", "fwd ratio"):
         network.add_column(column)
@@ -224,26 +232,29 @@ def print_tables(report: dict) -> None:
     console.print(network)
     first = report["network"][0]
     console.print(f"parameters {first['parameters']:,} (trainable {first['trainable_parameters']:,})")
-    if report.get("sampling"):
-        sampling = report["sampling"]
-        table = Table(
-            title=f"sampling {sampling['shapes']} shapes x {sampling['points']} points "
-            f"({', '.join(sampling['categories'])}); 1-NNA: 0.5 is ideal"
+
+
+def _print_sampling(console, sampling: dict) -> None:
+    from rich.table import Table
+
+    table = Table(
+        title=f"sampling {sampling['shapes']} shapes x {sampling['points']} points "
+        f"({', '.join(sampling['categories'])}); 1-NNA: 0.5 is ideal"
+    )
+    for column in ("sampler", "NFE", "wall s", "speed-up vs DDPM", "1-NNA CD", "1-NNA EMD"):
+        table.add_column(column)
+    reference = next((r for r in sampling["rows"] if r["sampler"].startswith("ddpm")), None)
+    for row in sampling["rows"]:
+        speedup = f"{reference['wall_s'] / row['wall_s']:.1f}x" if reference else "-"
+        table.add_row(
+            row["sampler"],
+            str(row["nfe"]),
+            f"{row['wall_s']:.2f}",
+            speedup,
+            f"{row['nna_cd']:.3f}",
+            f"{row['nna_emd']:.3f}",
         )
-        for column in ("sampler", "NFE", "wall s", "speed-up vs DDPM", "1-NNA CD", "1-NNA EMD"):
-            table.add_column(column)
-        reference = next((r for r in sampling["rows"] if r["sampler"].startswith("ddpm")), None)
-        for row in sampling["rows"]:
-            speedup = f"{reference['wall_s'] / row['wall_s']:.1f}x" if reference else "-"
-            table.add_row(
-                row["sampler"],
-                str(row["nfe"]),
-                f"{row['wall_s']:.2f}",
-                speedup,
-                f"{row['nna_cd']:.3f}",
-                f"{row['nna_emd']:.3f}",
-            )
-        console.print(table)
+    console.print(table)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -256,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=25, help="steps of DDIM and DPM-Solver++")
     parser.add_argument("--cache-interval", type=int, default=3, help="full steps every N with caching")
     parser.add_argument("--no-sampling", action="store_true", help="only the network part")
+    parser.add_argument("--no-network", action="store_true", help="only the sampling part")
     parser.add_argument("--quick", action="store_true", help="one repeat, no 1000-step DDPM")
     parser.add_argument("--json", default=None)
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -266,7 +278,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.repeats = 1
     torch.set_num_threads(args.threads)
-    report = {"device": args.device, "threads": args.threads, "network": network_benchmark(args)}
+    report = {"device": args.device, "threads": args.threads}
+    if not args.no_network:
+        report["network"] = network_benchmark(args)
     if not args.no_sampling:
         report["sampling"] = sampling_benchmark(args)
     text = json.dumps(report, indent=2)
