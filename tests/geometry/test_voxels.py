@@ -183,15 +183,3 @@ def test_points_carry_no_gradient_through_voxelize():
 def test_bad_shapes_name_the_expected_shape(call, message):
     with pytest.raises(ValueError, match=message):
         call()
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_cuda_matches_cpu():
-    torch.manual_seed(6)
-    points = torch.randn(2, 500, 3)
-    features = torch.randn(2, 500, 4)
-    grid, coords = voxelize(features, points, 16)
-    grid_gpu, coords_gpu = voxelize(features.cuda(), points.cuda(), 16)
-    torch.testing.assert_close(coords_gpu.cpu(), coords)
-    torch.testing.assert_close(grid_gpu.cpu(), grid)
-    torch.testing.assert_close(devoxelize(grid_gpu, coords_gpu).cpu(), devoxelize(grid, coords))
