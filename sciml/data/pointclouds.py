@@ -41,7 +41,7 @@ loader's position in checkpoints (see that module). ``prepare_data`` runs the bu
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +51,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from sciml.core.errors import ConfigError, DataFormatError, DatasetNotFoundError
-from sciml.data.sampling import ResumableDataLoader, ShardedSampler
+from sciml.data.sampling import EpochIndexSampler, ResumableDataLoader, ShardedSampler
 
 #: The 55 ShapeNetCore categories by the names PointFlow (after latent_3d_points) uses in its configs,
 #: mapped to their WordNet synset ids (the folder names of ShapeNetCore.v2.PC15k).
@@ -364,20 +364,6 @@ class PointCloudDataset(Dataset):
             "label": torch.tensor(self.labels[index], dtype=torch.int64),
             "index": index,
         }
-
-
-class EpochIndexSampler(ShardedSampler):
-    """A ShardedSampler that yields ``(epoch, index)``, so training draws follow the sampler's epoch.
-
-    The epoch travels with each index to whichever process loads the sample: persistent workers hold a
-    copy of the dataset made when they started, so an epoch set on the main process's dataset would not
-    reach them.
-    """
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:  # type: ignore[override]
-        epoch = self.epoch
-        indices = super().__iter__()
-        return ((epoch, index) for index in indices)
 
 
 class GenerationRequests(Dataset):

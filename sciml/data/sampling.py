@@ -130,3 +130,17 @@ class ResumableDataLoader(DataLoader):
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         self.sampler.resume(int(state["epoch"]), int(state["consumed"]))
+
+
+class EpochIndexSampler(ShardedSampler):
+    """A ShardedSampler that yields ``(epoch, index)``, so training draws follow the sampler's epoch.
+
+    The epoch travels with each index to whichever process loads the sample: persistent workers hold a
+    copy of the dataset made when they started, so an epoch set on the main process's dataset would not
+    reach them.
+    """
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:  # type: ignore[override]
+        epoch = self.epoch
+        indices = super().__iter__()
+        return ((epoch, index) for index in indices)

@@ -1,0 +1,734 @@
+"""Multi-view captures of dynamic scenes and the data module that serves them as rays (SHaDe, D-NeRF).
+
+A :class:`Capture` is the one canonical multi-view object every format reader produces
+(:mod:`sciml.data.formats.dnerf`, :mod:`sciml.data.formats.nerfstudio`) and the data module consumes:
+the frames of one split with their images, cameras and timestamps, plus the scene's box, near/far bounds
+and background colour.
+
+Conventions:
+
+* Cameras: ``camera_to_world`` is a 4x4 rigid transform in the OpenGL/NeRF convention (the one Blender,
+  D-NeRF and nerfstudio write): the camera looks along its -z axis, +y is up and +x right in the image.
+  Intrinsics are ``(fx, fy, cx, cy)`` in pixels; lenses are undistorted pinholes.
+* Pixels: ``(u, v) = (column, row)``; pixel ``(u, v)`` covers ``[u, u + 1) x [v, v + 1)``, so its centre
+  is at ``(u + 0.5, v + 0.5)``. The ray through it has the camera-space direction
+  ``((u + 0.5 - cx) / fx, -(v + 0.5 - cy) / fy, -1)``, rotated by ``camera_to_world[:3, :3]`` and
+  normalized to unit length; its origin is ``camera_to_world[:3, 3]``.
+* Colours are float32 in [0, 1], already composited on the background with straight (non-premultiplied)
+  alpha, as PNG stores it: ``rgb * alpha + background * (1 - alpha)``. ``masks`` keeps the alpha.
+* Times are float32 in [0, 1] (D-NeRF's normalized frame time).
+* Downscaling by ``f`` averages ``f x f`` pixel blocks (area averaging, what D-NeRF's ``half_res`` does
+  with OpenCV's INTER_AREA) and divides all four intrinsics by ``f``: pixel ``U`` of the small image covers
+  pixels ``[fU, fU + f)`` of the large one, whose centre ``f (U + 0.5)`` maps to ``U + 0.5``, so rays stay
+  exact. Rows and columns beyond the last whole block (fewer than ``f``) are cropped, which leaves
+  ``cx, cy`` unchanged.
+
+Format choice (``format="auto"``): a folder holding ``transforms_train.json`` is D-NeRF, a folder holding
+``transforms.json`` (or a path to a ``.json`` file) is nerfstudio.
+
+Batches:
+
+* training: ``steps_per_epoch`` batches per epoch (over all processes), each of ``rays_per_batch`` rays
+  drawn uniformly, with replacement, over every pixel of every training frame (so over all times):
+  ``{"origins": (R, 3), "directions": (R, 3), "rgb": (R, 3), "time": (R,), "frame": (R,) int64 frame of
+  each ray, "pixel": (R, 2) int64 (u, v) of each ray, "index": batch index}``. Ray directions of every
+  training pixel are computed once in ``setup``; origins and times are per frame and gathered through each
+  ray's frame (identical values, 16 bytes per ray less memory than storing them per pixel).
+* validation/test: one whole image per item, ``{"origins": (H, W, 3), "directions": (H, W, 3),
+  "rgb": (H, W, 3), "time": (), "index": frame position in the split, "frame": image file}``, batched one
+  image per batch. ``val_frames`` caps the validation frames (evenly spaced); test uses every frame.
+
+Reproducibility: a training batch's rays are a pure function of ``(shuffle_seed, epoch, batch index)``;
+the training loader's sampler hands the dataset ``(epoch, index)`` pairs (as for point clouds), so draws
+are the same in any worker, differ between epochs, and a run resumed mid-epoch from a checkpoint draws
+exactly the batches it would have drawn. Loaders shard with :class:`sciml.data.sampling.ShardedSampler`:
+DDP ranks get disjoint batch indices (rank ``r`` of ``w`` takes ``r, r + w, ...``, so each runs
+``steps_per_epoch // w`` steps) and disjoint evaluation frames (padded with repeats to equal length).
+
+Scene bounds: the scene box, near and far come from the format (see each reader) unless the data module
+overrides them; they must agree between the splits of one dataset. Before ``setup`` they are known only
+when configured.
+
+When ``path`` is missing, ``prepare_data`` (global rank 0) runs the configured generator
+(``generator: dynamic_scene``: :func:`sciml.data.dynamic_scenes.make_dynamic_scene`); without one it is a
+DatasetNotFoundError naming the command that makes a synthetic scene.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+from sciml.core.errors import ConfigError, DataFormatError, DatasetNotFoundError
+from sciml.data.sampling import EpochIndexSampler, ResumableDataLoader, ShardedSampler
+
+CaptureFormat = Literal["auto", "dnerf", "nerfstudio"]
+FORMATS = ("auto", "dnerf", "nerfstudio")
+SPLITS = ("train", "val", "test")
+GENERATORS = ("dynamic_scene",)
+# Tolerance of the rigid-pose checks (rotation orthonormality, det +1, last row 0 0 0 1).
+POSE_TOLERANCE = 1e-3
+# Seed-sequence tag of the training ray draws (keeps them apart from any other stream of the same seed).
+_TRAIN = 0
+
+
+def make_command(path: str | Path) -> str:
+    """The command that makes a synthetic dynamic scene at ``path`` (for DatasetNotFoundError)."""
+    return f"python -m sciml.data.dynamic_scenes --out {path}"
+
+
+# ---------------------------------------------------------------------------------------------- capture
+@dataclass
+class Capture:
+    """The frames of one split of a multi-view capture (see the module docstring for the conventions).
+
+    Attributes:
+        images: ``(F, H, W, 3)`` float32 in [0, 1], composited on ``background``.
+        masks: ``(F, H, W)`` float32 alpha in [0, 1], or ``None`` when the images carry none.
+        intrinsics: ``(F, 4)`` float32 ``fx, fy, cx, cy`` in pixels.
+        camera_to_world: ``(F, 4, 4)`` float32 OpenGL camera-to-world transforms.
+        times: ``(F,)`` float32 in [0, 1].
+        scene_box: ``(2, 3)`` float32 min and max corners of the box holding the scene.
+        near, far: ray bounds.
+        background: ``(3,)`` float32 colour the images are composited on.
+        frame_names: the image file of each frame (for messages and file names).
+        split: ``train``, ``val`` or ``test``.
+    """
+
+    images: np.ndarray
+    masks: np.ndarray | None
+    intrinsics: np.ndarray
+    camera_to_world: np.ndarray
+    times: np.ndarray
+    scene_box: np.ndarray
+    near: float
+    far: float
+    background: np.ndarray
+    frame_names: list[str]
+    split: str
+
+    def __post_init__(self) -> None:
+        self.images = np.ascontiguousarray(self.images, dtype=np.float32)
+        if self.images.ndim != 4 or self.images.shape[-1] != 3:
+            raise ValueError(f"Capture.images: expected (F, H, W, 3), got {self.images.shape}")
+        frames, height, width = self.images.shape[:3]
+        expected = {
+            "intrinsics": (frames, 4),
+            "camera_to_world": (frames, 4, 4),
+            "times": (frames,),
+            "scene_box": (2, 3),
+            "background": (3,),
+        }
+        if self.masks is not None:
+            expected["masks"] = (frames, height, width)
+        for name, shape in expected.items():
+            value = np.ascontiguousarray(getattr(self, name), dtype=np.float32)
+            if value.shape != shape:
+                raise ValueError(f"Capture.{name}: expected shape {shape}, got {value.shape}")
+            setattr(self, name, value)
+        self.near, self.far = float(self.near), float(self.far)
+        self.frame_names = [str(name) for name in self.frame_names]
+        if len(self.frame_names) != frames:
+            raise ValueError(f"Capture.frame_names: expected {frames} names, got {len(self.frame_names)}")
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def height(self) -> int:
+        return int(self.images.shape[1])
+
+    @property
+    def width(self) -> int:
+        return int(self.images.shape[2])
+
+    def downscale(self, factor: int) -> Capture:
+        """A new Capture with ``f x f`` pixel blocks averaged and intrinsics divided by ``f``."""
+        if isinstance(factor, bool) or not isinstance(factor, int | np.integer) or factor < 1:
+            raise ConfigError("downscale", f"expected an integer >= 1, got {factor!r}")
+        if factor > min(self.height, self.width):
+            raise ConfigError(
+                "downscale", f"{factor} is larger than the {self.height}x{self.width} images of {self.split}"
+            )
+        h, w = self.height // factor, self.width // factor
+
+        def area_average(array: np.ndarray) -> np.ndarray:
+            blocks = array[:, : h * factor, : w * factor]
+            blocks = blocks.reshape(len(self), h, factor, w, factor, *array.shape[3:])  # (F, h, f, w, f, ...)
+            return blocks.mean(axis=(2, 4), dtype=np.float64).astype(np.float32)
+
+        return dataclasses.replace(
+            self,
+            images=area_average(self.images),
+            masks=None if self.masks is None else area_average(self.masks),
+            intrinsics=self.intrinsics / np.float32(factor),
+            frame_names=list(self.frame_names),
+        )
+
+    def subset(self, indices: Sequence[int]) -> Capture:
+        """A new Capture of the frames ``indices`` (in that order)."""
+        indices = np.asarray(indices, dtype=np.int64)
+        return dataclasses.replace(
+            self,
+            images=self.images[indices],
+            masks=None if self.masks is None else self.masks[indices],
+            intrinsics=self.intrinsics[indices],
+            camera_to_world=self.camera_to_world[indices],
+            times=self.times[indices],
+            frame_names=[self.frame_names[i] for i in indices.tolist()],
+        )
+
+
+# ---------------------------------------------------------------------------------------------- rays
+def camera_rays(
+    intrinsics: np.ndarray | torch.Tensor,
+    camera_to_world: np.ndarray | torch.Tensor,
+    height: int,
+    width: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Origins and unit directions ``(..., H, W, 3)`` of every pixel of cameras ``(..., 4)``, ``(..., 4, 4)``.
+
+    Pixel ``(u, v)`` (column, row) has the camera-space direction ``((u + 0.5 - cx) / fx,
+    -(v + 0.5 - cy) / fy, -1)`` (OpenGL: looking along -z, +y up), rotated to world space.
+    """
+    intrinsics = torch.as_tensor(intrinsics, dtype=torch.float32)
+    camera_to_world = torch.as_tensor(camera_to_world, dtype=torch.float32)
+    fx, fy, cx, cy = (intrinsics[..., i, None, None] for i in range(4))  # each (..., 1, 1)
+    u = torch.arange(width, dtype=torch.float32) + 0.5
+    v = torch.arange(height, dtype=torch.float32)[:, None] + 0.5
+    x = ((u - cx) / fx).expand(*intrinsics.shape[:-1], height, width)  # (..., H, W)
+    y = (-(v - cy) / fy).expand(*intrinsics.shape[:-1], height, width)  # (..., H, W)
+    camera = torch.stack([x, y, -torch.ones_like(x)], dim=-1)  # (..., H, W, 3)
+    rotation = camera_to_world[..., None, None, :3, :3]  # (..., 1, 1, 3, 3)
+    directions = (rotation @ camera[..., None]).squeeze(-1)  # (..., H, W, 3)
+    directions = directions / directions.norm(dim=-1, keepdim=True)
+    origins = camera_to_world[..., None, None, :3, 3].expand(directions.shape)  # (..., H, W, 3)
+    return origins, directions
+
+
+# ---------------------------------------------------------------------------------------------- reading
+def load_json(path: Path, make: str) -> dict[str, Any]:
+    """The JSON object in ``path``; DatasetNotFoundError (naming ``make``) when it is missing."""
+    if not path.is_file():
+        raise DatasetNotFoundError(path, make)
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DataFormatError(path, None, f"not readable JSON ({error})") from error
+    if not isinstance(meta, dict):
+        raise DataFormatError(
+            path, None, f"expected a JSON object at the top level, got {type(meta).__name__}"
+        )
+    frames = meta.get("frames")
+    if not isinstance(frames, list):
+        raise DataFormatError(path, "frames", f"expected a list of frames, got {type(frames).__name__}")
+    for i, frame in enumerate(frames):
+        if not isinstance(frame, dict):
+            raise DataFormatError(path, f"frames[{i}]", f"expected an object, got {type(frame).__name__}")
+    return meta
+
+
+def frame_label(index: int, frame: dict[str, Any]) -> str:
+    """How errors name a frame: its position in the JSON's ``frames`` list and its ``file_path``."""
+    file_path = frame.get("file_path")
+    return f"frames[{index}] ({file_path})" if isinstance(file_path, str) else f"frames[{index}]"
+
+
+def frame_string(source: Path, where: str, frame: dict[str, Any], key: str) -> str:
+    value = frame.get(key)
+    if not isinstance(value, str) or not value:
+        raise DataFormatError(source, where, f"expected a non-empty string '{key}', got {value!r}")
+    return value
+
+
+def check_number(source: Path, where: str, key: str, value: Any, minimum: float | None = None) -> float:
+    """``value`` as a finite float (> ``minimum`` when given); DataFormatError naming ``key`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise DataFormatError(source, where, f"expected a finite number '{key}', got {value!r}")
+    if minimum is not None and value <= minimum:
+        raise DataFormatError(source, where, f"'{key}' must be > {minimum}, got {value!r}")
+    return float(value)
+
+
+def check_time(source: Path, where: str, frame: dict[str, Any]) -> float:
+    """The frame's ``time``: a finite number in [0, 1]."""
+    if "time" not in frame:
+        raise DataFormatError(
+            source, where, "has no 'time': dynamic captures need each frame's time in [0, 1]"
+        )
+    time = check_number(source, where, "time", frame["time"])
+    if not 0.0 <= time <= 1.0:
+        raise DataFormatError(source, where, f"'time' must lie in [0, 1], got {time!r}")
+    return time
+
+
+def check_pose(source: Path, where: str, frame: dict[str, Any]) -> np.ndarray:
+    """The frame's ``transform_matrix`` as a (4, 4) float32 rigid camera-to-world transform.
+
+    A 3x4 matrix is completed with the row ``0 0 0 1``. The rotation must be orthonormal with determinant
+    +1 and the last row ``0 0 0 1``, each within ``POSE_TOLERANCE``.
+    """
+    try:
+        matrix = np.asarray(frame["transform_matrix"], dtype=np.float64)
+    except KeyError:
+        raise DataFormatError(
+            source, where, "has no 'transform_matrix' (the 4x4 camera-to-world pose)"
+        ) from None
+    except (TypeError, ValueError) as error:
+        raise DataFormatError(
+            source, where, f"'transform_matrix' is not a numeric matrix ({error})"
+        ) from None
+    if matrix.shape == (3, 4):
+        matrix = np.concatenate([matrix, [[0.0, 0.0, 0.0, 1.0]]])
+    if matrix.shape != (4, 4):
+        raise DataFormatError(source, where, f"'transform_matrix' must be 4x4, got shape {matrix.shape}")
+    if not np.isfinite(matrix).all():
+        raise DataFormatError(source, where, "'transform_matrix' holds NaN or infinite values")
+    if np.abs(matrix[3] - [0.0, 0.0, 0.0, 1.0]).max() > POSE_TOLERANCE:
+        raise DataFormatError(
+            source, where, f"'transform_matrix' last row must be 0 0 0 1, got {matrix[3].tolist()}"
+        )
+    rotation = matrix[:3, :3]
+    error = np.abs(rotation.T @ rotation - np.eye(3)).max()
+    determinant = np.linalg.det(rotation)
+    if error > POSE_TOLERANCE or abs(determinant - 1.0) > POSE_TOLERANCE:
+        raise DataFormatError(
+            source,
+            where,
+            "'transform_matrix' is not a rigid camera-to-world transform: its rotation must be orthonormal "
+            f"with determinant +1 (tolerance {POSE_TOLERANCE}), got max |R^T R - I| = {error:.3g} and "
+            f"det R = {determinant:.4g}",
+        )
+    matrix[3] = [0.0, 0.0, 0.0, 1.0]
+    return matrix.astype(np.float32)
+
+
+def load_image(
+    source: Path, where: str, image_path: Path, background: np.ndarray
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(rgb (H, W, 3), alpha (H, W) or None)`` float32 of an 8-bit image, composited on ``background``."""
+    if not image_path.is_file():
+        raise DataFormatError(source, where, f"image {image_path} does not exist")
+    try:
+        with Image.open(image_path) as image:
+            image.load()
+            mode = image.mode
+            has_alpha = mode in ("RGBA", "LA", "PA") or "transparency" in image.info
+            pixels = None
+            if mode in ("RGB", "RGBA", "L", "LA", "P", "PA"):
+                pixels = np.asarray(image.convert("RGBA" if has_alpha else "RGB"), dtype=np.float32) / 255.0
+    except (OSError, ValueError, Image.DecompressionBombError) as error:
+        raise DataFormatError(
+            source, where, f"image {image_path} is not a readable image ({error})"
+        ) from error
+    if pixels is None:
+        raise DataFormatError(
+            source, where, f"image {image_path} has pixel mode {mode}; expected 8-bit RGB(A) or grey(+alpha)"
+        )
+    if not has_alpha:
+        return pixels, None
+    rgb, alpha = pixels[..., :3], pixels[..., 3]
+    composited = rgb * alpha[..., None] + background * (1.0 - alpha[..., None])
+    return composited.astype(np.float32), alpha
+
+
+def stack_masks(alphas: Sequence[np.ndarray | None], size: tuple[int, int]) -> np.ndarray | None:
+    """``(F, H, W)`` masks of frames whose images may lack alpha (opaque: 1); ``None`` if none has any."""
+    if all(alpha is None for alpha in alphas):
+        return None
+    return np.stack([np.ones(size, dtype=np.float32) if alpha is None else alpha for alpha in alphas])
+
+
+def read_scene_bounds(
+    source: Path, meta: dict[str, Any], defaults: tuple[np.ndarray, float, float]
+) -> tuple[np.ndarray, float, float]:
+    """``(scene_box (2, 3), near, far)`` from the optional top-level keys ``scene_box``, ``near``, ``far``."""
+    box, near, far = defaults
+    if "scene_box" in meta:
+        try:
+            box = np.asarray(meta["scene_box"], dtype=np.float64)
+        except (TypeError, ValueError):
+            box = np.asarray([])
+        if box.shape != (2, 3) or not np.isfinite(box).all():
+            raise DataFormatError(
+                source, "scene_box", f"expected [[min x, y, z], [max x, y, z]], got {meta['scene_box']!r}"
+            )
+    if "near" in meta:
+        near = check_number(source, "near", "near", meta["near"])
+    if "far" in meta:
+        far = check_number(source, "far", "far", meta["far"])
+    check_bounds(np.asarray(box), near, far, lambda key, problem: DataFormatError(source, key, problem))
+    return np.asarray(box, dtype=np.float32), float(near), float(far)
+
+
+def check_bounds(box: np.ndarray, near: float, far: float, error: Any) -> None:
+    """Raise ``error(key, problem)`` unless ``min < max`` on every axis and ``0 <= near < far``."""
+    if not (box[0] < box[1]).all():
+        raise error("scene_box", f"every min corner coordinate must be below the max one, got {box.tolist()}")
+    if near < 0:
+        raise error("near", f"must be >= 0, got {near}")
+    if far <= near:
+        raise error("far", f"must be larger than near ({near}), got {far}")
+
+
+def detect_format(path: str | Path) -> str:
+    """``dnerf`` for a folder with ``transforms_train.json``, ``nerfstudio`` for ``transforms.json`` or a
+    ``.json`` file; DatasetNotFoundError when ``path`` holds neither."""
+    path = Path(path)
+    if path.is_file() and path.suffix == ".json":
+        return "nerfstudio"
+    if (path / "transforms_train.json").is_file():
+        return "dnerf"
+    if (path / "transforms.json").is_file():
+        return "nerfstudio"
+    if path.exists():
+        raise DatasetNotFoundError(
+            path / "transforms_train.json (D-NeRF) or transforms.json (nerfstudio)", make_command(path)
+        )
+    raise DatasetNotFoundError(path, make_command(path))
+
+
+def read_capture(
+    path: str | Path, split: str, format: CaptureFormat = "auto", white_background: bool = True
+) -> Capture:
+    """The ``split`` of the capture at ``path`` in ``format`` (``auto``: see :func:`detect_format`)."""
+    # The readers build Captures, so they import this module; importing them here keeps that acyclic.
+    from sciml.data.formats.dnerf import read_dnerf
+    from sciml.data.formats.nerfstudio import read_nerfstudio
+
+    if format not in FORMATS:
+        raise ConfigError("format", f"must be one of {', '.join(FORMATS)}, got {format!r}")
+    if split not in SPLITS:
+        raise ConfigError("split", f"must be one of {', '.join(SPLITS)}, got {split!r}")
+    if not Path(path).exists():
+        raise DatasetNotFoundError(path, make_command(path))
+    if format == "auto":
+        format = detect_format(path)
+    reader = read_dnerf if format == "dnerf" else read_nerfstudio
+    return reader(path, split, white_background=white_background)
+
+
+# ---------------------------------------------------------------------------------------------- datasets
+class RayBatchDataset(Dataset):
+    """``batches`` random ray batches per epoch over every pixel of every frame of a capture.
+
+    Item ``(epoch, index)`` is batch ``index`` of ``epoch`` (see the module docstring for its keys); its
+    rays are a pure function of ``(seed, epoch, index)``. A plain integer index draws for the epoch last
+    passed to ``set_epoch``.
+    """
+
+    def __init__(self, capture: Capture, rays_per_batch: int, batches: int, seed: int = 0):
+        self.rays_per_batch, self.batches, self.seed = rays_per_batch, batches, seed
+        self.frames, self.height, self.width = len(capture), capture.height, capture.width
+        self.num_rays = self.frames * self.height * self.width
+        directions = torch.empty((self.frames, self.height, self.width, 3), dtype=torch.float32)
+        for f in range(self.frames):  # one frame at a time keeps the temporaries small
+            directions[f] = camera_rays(
+                capture.intrinsics[f], capture.camera_to_world[f], *directions.shape[1:3]
+            )[1]
+        self.directions = directions.reshape(-1, 3)  # (F * H * W, 3), pixel-major within a frame
+        self.rgb = torch.from_numpy(capture.images).reshape(-1, 3)  # (F * H * W, 3), a view
+        self.origins = torch.from_numpy(np.ascontiguousarray(capture.camera_to_world[:, :3, 3]))  # (F, 3)
+        self.times = torch.from_numpy(capture.times)  # (F,)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.batches
+
+    def ray_indices(self, index: int, epoch: int | None = None) -> np.ndarray:
+        """Flat ``frame * H * W + v * W + u`` indices of the rays of batch ``index`` of ``epoch``."""
+        epoch = self.epoch if epoch is None else int(epoch)
+        rng = np.random.default_rng([self.seed, _TRAIN, epoch, index])
+        return rng.integers(0, self.num_rays, size=self.rays_per_batch, dtype=np.int64)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        epoch, index = (int(key[0]), int(key[1])) if isinstance(key, tuple | list) else (None, int(key))
+        if not 0 <= index < self.batches:
+            raise IndexError(f"batch index {index} out of range for {self.batches} batches")
+        rays = torch.from_numpy(self.ray_indices(index, epoch))  # (R,)
+        pixels_per_frame = self.height * self.width
+        frame, pixel = rays // pixels_per_frame, rays % pixels_per_frame  # (R,), (R,)
+        return {
+            "origins": self.origins[frame],
+            "directions": self.directions[rays],
+            "rgb": self.rgb[rays],
+            "time": self.times[frame],
+            "frame": frame,
+            "pixel": torch.stack([pixel % self.width, pixel // self.width], dim=-1),  # (R, 2) = (u, v)
+            "index": index,
+        }
+
+
+class ImageRayDataset(Dataset):
+    """The frames of a capture as whole images of rays (validation, test); see the module docstring."""
+
+    def __init__(self, capture: Capture):
+        self.capture = capture
+
+    def __len__(self) -> int:
+        return len(self.capture)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} frames")
+        capture = self.capture
+        origins, directions = camera_rays(
+            capture.intrinsics[index], capture.camera_to_world[index], capture.height, capture.width
+        )
+        return {
+            "origins": origins.contiguous(),
+            "directions": directions,
+            "rgb": torch.from_numpy(capture.images[index]),
+            "time": torch.tensor(capture.times[index]),
+            "index": index,
+            "frame": capture.frame_names[index],
+        }
+
+
+def _single_batch(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Collate for a loader whose items are whole batches (batch_size 1): the item itself."""
+    return items[0]
+
+
+def _check_int(key: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+        raise ConfigError(key, f"expected an integer >= {minimum}, got {value!r}")
+
+
+# ---------------------------------------------------------------------------------------------- data module
+class CaptureDataModule(pl.LightningDataModule):
+    """Random ray batches for training and whole images for validation/test of a multi-view capture.
+
+    Args:
+        path: the capture: a D-NeRF folder (``transforms_{train,val,test}.json``), a nerfstudio folder
+            (``transforms.json``) or a nerfstudio ``.json`` file.
+        format: ``auto`` (detected from the files), ``dnerf`` or ``nerfstudio``.
+        downscale: integer factor the images are area-averaged by (intrinsics divided by it).
+        rays_per_batch: rays per training batch.
+        steps_per_epoch: training batches per epoch, over all processes.
+        val_frames: at most this many validation frames (evenly spaced); ``None``: all.
+        num_workers: DataLoader worker processes (kept alive between epochs).
+        white_background: composite transparent pixels on white (else black).
+        scene_box: ``[[min x, y, z], [max x, y, z]]`` (or the six numbers flat) overriding the format's.
+        near, far: ray bounds overriding the format's.
+        generator, generator_args: ``"dynamic_scene"`` makes a synthetic scene at ``path`` in
+            ``prepare_data`` when it is missing (:func:`sciml.data.dynamic_scenes.make_dynamic_scene`,
+            called with ``generator_args``).
+        shuffle_seed: seed of the training ray draws.
+    """
+
+    prepare_data_per_node = False
+
+    def __init__(
+        self,
+        path: str,
+        format: CaptureFormat = "auto",
+        downscale: int = 1,
+        rays_per_batch: int = 4096,
+        steps_per_epoch: int = 1000,
+        val_frames: int | None = None,
+        num_workers: int = 0,
+        white_background: bool = True,
+        scene_box: list[Any] | None = None,
+        near: float | None = None,
+        far: float | None = None,
+        generator: str | None = None,
+        generator_args: dict[str, Any] | None = None,
+        shuffle_seed: int = 0,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        if format not in FORMATS:
+            raise ConfigError("format", f"must be one of {', '.join(FORMATS)}, got {format!r}")
+        for key, value, minimum in (
+            ("downscale", downscale, 1),
+            ("rays_per_batch", rays_per_batch, 1),
+            ("steps_per_epoch", steps_per_epoch, 1),
+            ("num_workers", num_workers, 0),
+            ("shuffle_seed", shuffle_seed, 0),
+        ):
+            _check_int(key, value, minimum)
+        if val_frames is not None:
+            _check_int("val_frames", val_frames, 1)
+        if generator is not None and generator not in GENERATORS:
+            raise ConfigError(
+                "generator", f"unknown generator {generator!r}; built-in: {', '.join(GENERATORS)}"
+            )
+        if generator_args is not None and not isinstance(generator_args, dict):
+            raise ConfigError("generator_args", f"expected a mapping, got {type(generator_args).__name__}")
+        self._scene_box = None if scene_box is None else self._parse_box(scene_box)
+        for key, value in (("near", near), ("far", far)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+                raise ConfigError(key, f"expected a number, got {value!r}")
+            if value is not None and not math.isfinite(value):
+                raise ConfigError(key, f"expected a finite number, got {value!r}")
+        if near is not None and near < 0:
+            raise ConfigError("near", f"must be >= 0, got {near}")
+        if near is not None and far is not None and far <= near:
+            raise ConfigError("far", f"must be larger than near ({near}), got {far}")
+        self.path = Path(path)
+        self._captures: dict[str, Capture] = {}
+        self._train: RayBatchDataset | None = None
+
+    @staticmethod
+    def _parse_box(scene_box: Any) -> np.ndarray:
+        try:
+            box = np.asarray(scene_box, dtype=np.float64)
+        except (TypeError, ValueError):
+            box = np.asarray([])
+        if box.size != 6 or not np.isfinite(box).all():
+            raise ConfigError("scene_box", f"expected [[min x, y, z], [max x, y, z]], got {scene_box!r}")
+        box = box.reshape(2, 3)
+        if not (box[0] < box[1]).all():
+            raise ConfigError(
+                "scene_box", f"every min coordinate must be below the max one, got {box.tolist()}"
+            )
+        return box.astype(np.float32)
+
+    # ------------------------------------------------------------------ preparation (rank 0 only)
+    def prepare_data(self) -> None:
+        """Make the capture with the configured generator when ``path`` is missing."""
+        if self.path.exists():
+            return
+        if self.hparams.generator is None:
+            raise DatasetNotFoundError(self.path, make_command(self.path))
+        from sciml.data.dynamic_scenes import make_dynamic_scene
+
+        make_dynamic_scene(self.path, **(self.hparams.generator_args or {}))
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.trainer is None and self.hparams.generator is not None:
+            self.prepare_data()  # used outside a Trainer: nobody else calls prepare_data
+        wanted = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"], "predict": []}.get(
+            stage, list(SPLITS)
+        )
+        for split in wanted:
+            if split not in self._captures:
+                self._captures[split] = self._read(split)
+        if "train" in self._captures and self._train is None:
+            hp = self.hparams
+            self._train = RayBatchDataset(
+                self._captures["train"], hp.rays_per_batch, hp.steps_per_epoch, seed=hp.shuffle_seed
+            )
+
+    def _read(self, split: str) -> Capture:
+        hp = self.hparams
+        capture = read_capture(self.path, split, hp.format, hp.white_background)
+        box = capture.scene_box if self._scene_box is None else self._scene_box
+        near = capture.near if hp.near is None else float(hp.near)
+        far = capture.far if hp.far is None else float(hp.far)
+        check_bounds(box, near, far, ConfigError)
+        capture = dataclasses.replace(capture, scene_box=box, near=near, far=far)
+        for other in self._captures.values():
+            if not (np.array_equal(other.scene_box, box) and other.near == near and other.far == far):
+                raise DataFormatError(
+                    self.path,
+                    split,
+                    f"scene box {box.tolist()}, near {near}, far {far} differ from the {other.split} split's "
+                    f"({other.scene_box.tolist()}, {other.near}, {other.far}); set scene_box/near/far in the "
+                    "config to choose",
+                )
+        if hp.downscale > 1:
+            capture = capture.downscale(hp.downscale)
+        if split == "val" and hp.val_frames is not None and hp.val_frames < len(capture):
+            keep = np.unique(np.linspace(0, len(capture) - 1, hp.val_frames).round().astype(int))
+            capture = capture.subset(keep)
+        return capture
+
+    # ------------------------------------------------------------------ what the task reads
+    def capture(self, split: str) -> Capture:
+        if split not in self._captures:
+            raise RuntimeError(f"the {split} capture is not set up; call setup() first")
+        return self._captures[split]
+
+    def _scene(self) -> Capture | None:
+        if "train" in self._captures:
+            return self._captures["train"]
+        return next(iter(self._captures.values()), None)
+
+    def _bound(self, name: str) -> Any:
+        scene = self._scene()
+        if scene is None:
+            raise RuntimeError(f"{name} is known after setup() (or when set in the data module's config)")
+        return getattr(scene, name)
+
+    @property
+    def scene_box(self) -> torch.Tensor:
+        """``(2, 3)`` float32 min and max corners of the scene."""
+        box = self._scene_box if self._scene_box is not None else self._bound("scene_box")
+        return torch.tensor(box, dtype=torch.float32)
+
+    @property
+    def near(self) -> float:
+        return float(self.hparams.near) if self.hparams.near is not None else self._bound("near")
+
+    @property
+    def far(self) -> float:
+        return float(self.hparams.far) if self.hparams.far is not None else self._bound("far")
+
+    @property
+    def background(self) -> torch.Tensor:
+        """``(3,)`` float32 colour the images are composited on."""
+        return torch.full((3,), 1.0 if self.hparams.white_background else 0.0)
+
+    def dataset(self, split: str) -> Dataset:
+        """The training ray-batch dataset, or the whole-image dataset of ``val``/``test``."""
+        if split == "train":
+            if self._train is None:
+                raise RuntimeError("the train dataset is not set up; call setup('fit') first")
+            return self._train
+        return ImageRayDataset(self.capture(split))
+
+    # ------------------------------------------------------------------ loaders
+    def _rank(self) -> tuple[int, int]:
+        trainer = self.trainer
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
+    def _workers(self) -> dict[str, Any]:
+        workers = self.hparams.num_workers
+        return {"num_workers": workers, "persistent_workers": workers > 0}
+
+    def train_dataloader(self) -> ResumableDataLoader:
+        dataset = self.dataset("train")
+        rank, world_size = self._rank()
+        sampler = EpochIndexSampler(
+            len(dataset), rank=rank, world_size=world_size, shuffle=False, seed=self.hparams.shuffle_seed
+        )
+        if len(sampler) == 0:
+            raise ConfigError(
+                "steps_per_epoch",
+                f"{self.hparams.steps_per_epoch} batches cannot be shared by {world_size} processes; "
+                f"use at least {world_size}",
+            )
+        return ResumableDataLoader(
+            dataset, sampler, batch_size=1, collate_fn=_single_batch, **self._workers()
+        )
+
+    def _evaluation_loader(self, split: str) -> DataLoader:
+        """One image per batch; this rank's frames in order, padded to equal length (see ShardedSampler)."""
+        dataset = self.dataset(split)
+        rank, world_size = self._rank()
+        sampler = ShardedSampler(
+            len(dataset), rank=rank, world_size=world_size, shuffle=False, drop_tail=False
+        )
+        return DataLoader(dataset, batch_size=1, sampler=sampler, **self._workers())
+
+    def val_dataloader(self) -> DataLoader:
+        return self._evaluation_loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._evaluation_loader("test")
