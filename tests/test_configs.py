@@ -4,7 +4,7 @@ Each config keeps its own network, task and data settings; the test only swaps i
 process and a small batch. Where a config's cost would not fit CI it changes the cost alone, never the kind
 of model: the turbulence configs run on a smaller grid (the grid sets no network parameter), the DiT-3D
 paper configs sample validation shapes with a 2-step DPM-Solver++ instead of 1000 DDPM steps and the
-XL model runs 2 of its 28 blocks.
+XL model runs 2 of its 28 blocks, the reconstruction configs render 16 x 16 images.
 """
 
 from pathlib import Path
@@ -15,6 +15,7 @@ from field_fixtures import make_well_fixture
 from pointcloud_fixtures import TRAIN_POINTS, make_pc15k_fixture
 
 from sciml.cli import main
+from sciml.data.dynamic_scenes import make_dynamic_scene
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
 
@@ -26,7 +27,13 @@ COMMON = ["--trainer.fast_dev_run=true", "--trainer.accelerator=cpu", "--trainer
 
 def test_there_are_configs():
     names = {path.name for path in CONFIGS}
-    assert {"turbulence.yaml", "turbulence_paper.yaml", "dit3d.yaml", "dit3d_s4_chair.yaml"} <= names
+    assert {
+        "turbulence.yaml",
+        "turbulence_paper.yaml",
+        "dit3d.yaml",
+        "dit3d_s4_chair.yaml",
+        "shade.yaml",
+    } <= names
 
 
 def _field_arguments(tmp_path: Path, config: dict) -> list[str]:
@@ -59,9 +66,20 @@ def _pointcloud_arguments(tmp_path: Path, config: dict) -> list[str]:
     return arguments
 
 
+def _capture_arguments(tmp_path: Path, config: dict) -> list[str]:
+    data_path = tmp_path / "scene"
+    make_dynamic_scene(data_path, height=16, width=16, train=6, val=2, test=2, progress=False)
+    return [
+        f"--data.init_args.path={data_path}",
+        "--data.init_args.rays_per_batch=64",
+        "--data.init_args.num_workers=0",
+    ]
+
+
 FAMILIES = {
     "sciml.data.fields.FieldDataModule": _field_arguments,
     "sciml.data.pointclouds.PointCloudDataModule": _pointcloud_arguments,
+    "sciml.data.captures.CaptureDataModule": _capture_arguments,
 }
 
 
@@ -83,6 +101,8 @@ def test_config_fits_with_fast_dev_run(config, tmp_path, monkeypatch):
     assert cli.trainer.state.finished
     if hasattr(cli.model, "statistics_ready"):
         assert cli.model.statistics_ready
-    else:  # the data's normalization reached the task (PointFlow statistics: never exactly 0 and 1)
+    elif hasattr(cli.model, "points_std"):  # PointFlow statistics reached the task: never exactly 0 and 1
         assert float(cli.model.points_std) != 1.0 and cli.model.points_mean.abs().sum() > 0
+    else:  # a reconstruction logged its image metrics on the held-out views
+        assert {"val/psnr", "val/ssim"} <= set(cli.trainer.callback_metrics)
     assert not (tmp_path / "data").exists(), "fixture data was given: nothing may be generated"

@@ -37,12 +37,13 @@ def build_net(description: dict[str, Any]) -> nn.Module:
 
 
 class InjectedNetCheckpoint(pl.LightningModule):
-    """Mixin for tasks whose network lives in ``self.net``."""
+    """Mixin for tasks whose injected network lives in the attribute (and constructor argument) named by
+    ``injected`` (``"net"`` unless a task says otherwise)."""
 
-    net: nn.Module
+    injected = "net"
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        description = describe_net(self.net)
+        description = describe_net(getattr(self, self.injected))
         if description is not None:
             checkpoint[NET_KEY] = description
 
@@ -50,15 +51,15 @@ class InjectedNetCheckpoint(pl.LightningModule):
     def load_from_checkpoint(
         cls, checkpoint_path, map_location=None, hparams_file=None, strict=None, **kwargs
     ):
-        """Lightning's loader; the network is rebuilt from the checkpoint unless ``net=`` is given."""
-        if "net" not in kwargs:
+        """Lightning's loader; the network is rebuilt from the checkpoint unless it is passed in."""
+        if cls.injected not in kwargs:
             stored = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
             if NET_KEY not in stored:
                 raise KeyError(
                     f"{checkpoint_path}: holds no network description ('{NET_KEY}'); its network has no "
-                    "`config` attribute, so pass net=<the network> to load_from_checkpoint"
+                    f"`config` attribute, so pass {cls.injected}=<the network> to load_from_checkpoint"
                 )
-            kwargs["net"] = build_net(stored[NET_KEY])
+            kwargs[cls.injected] = build_net(stored[NET_KEY])
         return super().load_from_checkpoint(
             checkpoint_path, map_location=map_location, hparams_file=hparams_file, strict=strict, **kwargs
         )

@@ -101,3 +101,26 @@ def plot_point_clouds(
     if title:
         figure.suptitle(title, fontsize=10)
     return save_figure(figure, path)
+
+
+def plot_render_comparison(
+    prediction: np.ndarray, target: np.ndarray, depth: np.ndarray, path: Path, title: str = ""
+) -> Path:
+    """Rendered image, ground truth, per-pixel error and rendered depth side by side (images (H, W, 3))."""
+    figure, axes = plt.subplots(1, 4, figsize=(12, 3.4))
+    error = np.abs(prediction - target).mean(axis=-1)
+    panels = [
+        (np.clip(prediction, 0, 1), "render", None),
+        (np.clip(target, 0, 1), "ground truth", None),
+        (error, f"|error| (mean {error.mean():.3f})", "magma"),
+        (depth, "depth", "viridis"),
+    ]
+    for axis, (image, name, cmap) in zip(axes, panels):
+        shown = axis.imshow(image, cmap=cmap)
+        if cmap is not None:
+            figure.colorbar(shown, ax=axis, fraction=0.046)
+        axis.set_title(name, fontsize=9)
+        axis.set_axis_off()
+    if title:
+        figure.suptitle(title, fontsize=10)
+    return save_figure(figure, path)
