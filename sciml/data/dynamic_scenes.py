@@ -91,6 +91,7 @@ import numpy as np
 
 from sciml.core.atomic import atomic_directory
 from sciml.core.errors import ConfigError
+from sciml.core.progress import progress_bar
 
 SPLITS = ("train", "val", "test")
 DEFAULT_COUNTS: dict[str, int] = {"train": 100, "val": 10, "test": 20}
@@ -570,9 +571,7 @@ def make_dynamic_scene(
         raise FileExistsError(f"{root} exists; pass force=True (CLI: --force) to replace it")
     frames = plan_frames(train, val, test, train_cameras, seed)
     focal = focal_from_angle(width)
-    bar = (
-        _progress_bar(sum(len(f) for f in frames.values()), f"dynamic scene -> {root}") if progress else None
-    )
+    bar = progress_bar(f"dynamic scene -> {root}", sum(len(f) for f in frames.values())) if progress else None
     try:
         with atomic_directory(root) as tmp:
             (tmp / "ground_truth").mkdir()
@@ -646,22 +645,6 @@ def _scene_description(height, width, train, val, test, train_cameras, seed, sup
             for i, obj in enumerate(OBJECTS)
         ],
     }
-
-
-def _progress_bar(total: int, title: str):
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    bar = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-    )
-    bar.add_task(title, total=total)
-    bar.start()
-    return bar
 
 
 def main(argv: Sequence[str] | None = None) -> Path:

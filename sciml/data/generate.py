@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from sciml.core.errors import ConfigError
+from sciml.core.progress import progress_bar
 from sciml.data.formats.well import SUFFIXES as WELL_SUFFIXES
 from sciml.data.formats.well import write_well
 from sciml.data.formats.zarr_store import SUFFIX as ZARR_SUFFIX
@@ -136,21 +137,11 @@ class _ProgressBar:
     """A rich progress bar exposed as ``progress(completed, total, description=None)``."""
 
     def __init__(self, title: str):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self._bar = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            transient=False,
-        )
         self._title = title
-        self._task = None
+        self._bar = None
 
     def __enter__(self):
-        self._bar.start()
-        self._task = self._bar.add_task(self._title, total=None)
+        self._bar = progress_bar(self._title)
         return self
 
     def __call__(self, completed: float, total: float | None = None, description: str | None = None) -> None:
@@ -159,7 +150,7 @@ class _ProgressBar:
             update["total"] = total
         if description is not None:
             update["description"] = f"{self._title}: {description}"
-        self._bar.update(self._task, **update)
+        self._bar.update(self._bar.task_ids[0], **update)
 
     def __exit__(self, *exc) -> None:
         self._bar.stop()

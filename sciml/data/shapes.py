@@ -55,6 +55,7 @@ import numpy as np
 
 from sciml.core.atomic import atomic_directory
 from sciml.core.errors import ConfigError
+from sciml.core.progress import progress_bar
 from sciml.data.pointclouds import CATEGORY_SYNSETS, SYNSET_CATEGORIES
 
 SPLITS = ("train", "val", "test")
@@ -637,7 +638,7 @@ def make_shapes(
 
     root = Path(root)
     jobs = [(name, split, i) for name in names for split in SPLITS for i in range(counts.get(split, 0))]
-    bar = _progress_bar(len(jobs), f"shapes -> {root}") if progress else None
+    bar = progress_bar(f"shapes -> {root}", len(jobs)) if progress else None
     written: dict[str, Path] = {}
     try:
         for name in names:
@@ -657,22 +658,6 @@ def make_shapes(
         if bar is not None:
             bar.stop()
     return written
-
-
-def _progress_bar(total: int, title: str):
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    bar = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-    )
-    bar.add_task(title, total=total)
-    bar.start()
-    return bar
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Path]:
