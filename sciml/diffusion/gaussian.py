@@ -64,7 +64,7 @@ to the data's dtype and device on use (cached per device and dtype), the sampler
 from __future__ import annotations
 
 import math
-from typing import Any, Literal, overload
+from typing import Any, Literal
 
 import torch
 from jaxtyping import Float, Int
@@ -242,47 +242,6 @@ class GaussianDiffusion:
             # Within [steps-1-i, T-1-i] and at least one above its successor: distinct and in range.
             grid[i] = max(min(grid[i], last - i), steps - 1 - i, grid[i + 1] + 1)
         return grid
-
-    @overload
-    def sample(
-        self,
-        net: Denoiser,
-        shape: tuple[int, ...],
-        cond: Any = ...,
-        sampler: Sampler = ...,
-        steps: int | None = ...,
-        guidance_scale: float = ...,
-        null_cond: Any = ...,
-        generator: torch.Generator | None = ...,
-        cache: TaylorCache | None = ...,
-        progress: bool = ...,
-        device: torch.device | str | None = ...,
-        dtype: torch.dtype = ...,
-        spacing: Spacing = ...,
-        noise: Tensor | None = ...,
-        return_nfe: Literal[False] = ...,
-    ) -> Tensor: ...
-
-    @overload
-    def sample(
-        self,
-        net: Denoiser,
-        shape: tuple[int, ...],
-        cond: Any = ...,
-        sampler: Sampler = ...,
-        steps: int | None = ...,
-        guidance_scale: float = ...,
-        null_cond: Any = ...,
-        generator: torch.Generator | None = ...,
-        cache: TaylorCache | None = ...,
-        progress: bool = ...,
-        device: torch.device | str | None = ...,
-        dtype: torch.dtype = ...,
-        spacing: Spacing = ...,
-        noise: Tensor | None = ...,
-        *,
-        return_nfe: Literal[True],
-    ) -> tuple[Tensor, int]: ...
 
     @torch.no_grad()
     def sample(
