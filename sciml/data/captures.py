@@ -72,6 +72,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from sciml.core.errors import ConfigError, DataFormatError, DatasetNotFoundError
 from sciml.data.sampling import EpochIndexSampler, ResumableDataLoader, ShardedSampler
+from sciml.rendering.cameras import look_at
 
 CaptureFormat = Literal["auto", "dnerf", "nerfstudio"]
 FORMATS = ("auto", "dnerf", "nerfstudio")
@@ -499,6 +500,108 @@ class ImageRayDataset(Dataset):
         }
 
 
+class CameraPathDataset(Dataset):
+    """Whole images of rays along a render path (``predict``): one item per camera and time."""
+
+    def __init__(
+        self, camera_to_world: np.ndarray, times: np.ndarray, intrinsics: np.ndarray, height: int, width: int
+    ):
+        self.camera_to_world, self.times = camera_to_world, times
+        self.intrinsics, self.height, self.width = intrinsics, height, width
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} path frames")
+        origins, directions = camera_rays(
+            self.intrinsics[index], self.camera_to_world[index], self.height, self.width
+        )
+        return {
+            "origins": origins.contiguous(),
+            "directions": directions,
+            "time": torch.tensor(float(self.times[index])),
+            "index": index,
+        }
+
+
+def orbit_path(capture: Capture, frames: int, elevation_deg: float) -> tuple[np.ndarray, np.ndarray]:
+    """An orbit around the scene-box centre through time: ``(camera_to_world (F, 4, 4), times (F,))``.
+
+    The radius is the capture's mean camera distance from the centre; "up" is the mean of its cameras' up
+    axes (so z-up captures such as D-NeRF's and y-up ones both orbit upright); times run from 0 to 1.
+    """
+    centre = capture.scene_box.mean(axis=0).astype(np.float64)
+    positions = capture.camera_to_world[:, :3, 3].astype(np.float64)
+    radius = float(np.linalg.norm(positions - centre, axis=1).mean())
+    up = capture.camera_to_world[:, :3, 1].astype(np.float64).mean(axis=0)
+    up /= np.linalg.norm(up)
+    side = np.cross(up, [1.0, 0.0, 0.0] if abs(up[0]) < 0.9 else [0.0, 1.0, 0.0])
+    side /= np.linalg.norm(side)
+    front = np.cross(up, side)
+    elevation = np.deg2rad(elevation_deg)
+    matrices = []
+    for angle in np.linspace(0, 2 * np.pi, frames, endpoint=False):
+        direction = (
+            np.cos(elevation) * (np.cos(angle) * side + np.sin(angle) * front) + np.sin(elevation) * up
+        )
+        eye = centre + radius * direction
+        matrices.append(look_at(eye.tolist(), centre.tolist(), up.tolist(), dtype=torch.float64).numpy())
+    return np.stack(matrices).astype(np.float32), np.linspace(0, 1, frames, dtype=np.float32)
+
+
+def read_camera_path(
+    path: str | Path, intrinsics: np.ndarray, height: int, width: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
+    """A nerfstudio ``camera_path.json`` with per-keyframe times: ``(c2w, times, intrinsics, H, W)``.
+
+    Reads ``camera_path: [{camera_to_world: 16 numbers (row-major 4x4), fov: vertical degrees (optional),
+    render_time or time: in [0, 1]}]`` and optional ``render_height``/``render_width``; without them the
+    capture's image size and intrinsics are used.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError("render_path", f"no camera path file at {path}")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DataFormatError(path, None, f"not readable JSON ({error})") from error
+    entries = data.get("camera_path") if isinstance(data, dict) else None
+    if not isinstance(entries, list) or not entries:
+        raise DataFormatError(path, "camera_path", "expected a non-empty list of cameras")
+    height = int(data.get("render_height", height))
+    width = int(data.get("render_width", width))
+    matrices, times, focal = [], [], []
+    for index, entry in enumerate(entries):
+        where = f"camera_path[{index}]"
+        matrix = np.asarray(entry.get("camera_to_world", []), dtype=np.float64).reshape(-1)
+        if matrix.size != 16:
+            raise DataFormatError(path, where, "camera_to_world must hold 16 numbers (a row-major 4x4)")
+        frame = {
+            "transform_matrix": matrix.reshape(4, 4).tolist(),
+            "time": entry.get("render_time", entry.get("time")),
+        }
+        if frame["time"] is None:
+            del frame["time"]
+        matrices.append(check_pose(path, where, frame))
+        times.append(check_time(path, where, frame))
+        fov = entry.get("fov")
+        focal.append(0.5 * height / np.tan(0.5 * np.deg2rad(float(fov))) if fov is not None else None)
+    scale = np.array([width / (2 * intrinsics[2]), height / (2 * intrinsics[3])])
+    rows = []
+    for f in focal:
+        fx, fy = (f, f) if f is not None else (intrinsics[0] * scale[0], intrinsics[1] * scale[1])
+        rows.append([fx, fy, width / 2, height / 2])
+    return (
+        np.stack(matrices).astype(np.float32),
+        np.asarray(times, dtype=np.float32),
+        np.asarray(rows, dtype=np.float32),
+        height,
+        width,
+    )
+
+
 def _single_batch(items: list[dict[str, Any]]) -> dict[str, Any]:
     """Collate for a loader whose items are whole batches (batch_size 1): the item itself."""
     return items[0]
@@ -529,6 +632,9 @@ class CaptureDataModule(pl.LightningDataModule):
             ``prepare_data`` when it is missing (:func:`sciml.data.dynamic_scenes.make_dynamic_scene`,
             called with ``generator_args``).
         shuffle_seed: seed of the training ray draws.
+        render_path: a nerfstudio ``camera_path.json`` with per-keyframe ``render_time`` that ``predict``
+            renders; without it ``predict`` renders an orbit of ``orbit_frames`` views at
+            ``orbit_elevation`` degrees through times 0..1 (:func:`orbit_path`).
     """
 
     prepare_data_per_node = False
@@ -549,6 +655,9 @@ class CaptureDataModule(pl.LightningDataModule):
         generator: str | None = None,
         generator_args: dict[str, Any] | None = None,
         shuffle_seed: int = 0,
+        render_path: str | None = None,
+        orbit_frames: int = 48,
+        orbit_elevation: float = 30.0,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -560,6 +669,7 @@ class CaptureDataModule(pl.LightningDataModule):
             ("steps_per_epoch", steps_per_epoch, 1),
             ("num_workers", num_workers, 0),
             ("shuffle_seed", shuffle_seed, 0),
+            ("orbit_frames", orbit_frames, 1),
         ):
             _check_int(key, value, minimum)
         if val_frames is not None:
@@ -613,7 +723,7 @@ class CaptureDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.trainer is None and self.hparams.generator is not None:
             self.prepare_data()  # used outside a Trainer: nobody else calls prepare_data
-        wanted = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"], "predict": []}.get(
+        wanted = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"], "predict": ["test"]}.get(
             stage, list(SPLITS)
         )
         for split in wanted:
@@ -732,3 +842,21 @@ class CaptureDataModule(pl.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._evaluation_loader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        """The render path (``render_path``, or an orbit through time) with the test cameras' intrinsics."""
+        hp, capture = self.hparams, self.capture("test")
+        if hp.render_path is not None:
+            matrices, times, intrinsics, height, width = read_camera_path(
+                hp.render_path, capture.intrinsics[0], capture.height, capture.width
+            )
+        else:
+            matrices, times = orbit_path(capture, hp.orbit_frames, hp.orbit_elevation)
+            intrinsics = np.repeat(capture.intrinsics[:1], len(times), axis=0)
+            height, width = capture.height, capture.width
+        dataset = CameraPathDataset(matrices, times, intrinsics, height, width)
+        rank, world_size = self._rank()
+        sampler = ShardedSampler(
+            len(dataset), rank=rank, world_size=world_size, shuffle=False, drop_tail=False
+        )
+        return DataLoader(dataset, batch_size=1, sampler=sampler, **self._workers())

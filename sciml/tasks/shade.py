@@ -14,6 +14,10 @@ methods train) than for the small networks (``lr``), both decayed by ``lr_decay`
 Validation renders each held-out image in chunks of ``eval_chunk`` rays and logs PSNR and SSIM
 (:mod:`sciml.metrics.images`); the first ``render_count`` images are saved next to the truth as PNGs.
 
+``predict`` renders a camera path through time (an orbit, or a nerfstudio ``camera_path.json`` with
+per-keyframe times: :class:`sciml.data.captures.CaptureDataModule`) and :class:`FrameWriter` saves the
+frames and a GIF.
+
 This module covers the reconstruction stage; the latent diffusion prior and the two-stage schedule of the
 paper build on it (issue 5, in progress).
 """
@@ -22,11 +26,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from jaxtyping import Float
+from PIL import Image
+from pytorch_lightning.callbacks import BasePredictionWriter
+from rich.console import Console
 from torch import Tensor, nn
 
+from sciml.core.atomic import atomic_path
 from sciml.metrics.images import psnr, ssim
 from sciml.nn.planes import FeaturePlanes
 from sciml.rendering import clip_near_far, sample_points, stratified_samples, uniform_bins, volume_render
@@ -184,6 +193,14 @@ class ShadeTask(InjectedNetCheckpoint):
         ):
             self._save_render(prefix, index, time, prediction, target, rendered["depth"])
 
+    def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
+        rendered = self.render_image(batch["origins"][0], batch["directions"][0], float(batch["time"][0]))
+        return {
+            "rgb": rendered["rgb"].clamp(0, 1).cpu(),
+            "index": batch["index"].cpu(),
+            "time": batch["time"],
+        }
+
     def on_validation_epoch_end(self) -> None:
         self._epoch_end("val")
 
@@ -228,3 +245,44 @@ class ShadeTask(InjectedNetCheckpoint):
             directory / f"view{index:03d}_epoch{self.current_epoch:04d}.png",
             title=f"{prefix} view {index}, t = {time:.3f}",
         )
+
+
+class FrameWriter(BasePredictionWriter):
+    """Writes the frames of a rendered path as ``<output_dir>/frame_0000.png ...`` and ``path.gif``.
+
+    Args:
+        output_dir: where to write (created).
+        fps: frame rate of the GIF.
+    """
+
+    def __init__(self, output_dir: str = "predictions/shade", fps: int = 12):
+        super().__init__(write_interval="batch")
+        self.output_dir, self.fps = Path(output_dir), fps
+        self._frames: dict[int, np.ndarray] = {}
+
+    def on_predict_epoch_start(self, trainer, pl_module) -> None:
+        self._frames = {}
+
+    def write_on_batch_end(
+        self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx
+    ):
+        self._frames[int(prediction["index"][0])] = (prediction["rgb"].numpy() * 255).round().astype(np.uint8)
+
+    def on_predict_epoch_end(self, trainer, pl_module) -> None:
+        frames = self._frames
+        if trainer.world_size > 1:
+            gathered = [None] * trainer.world_size
+            torch.distributed.all_gather_object(gathered, frames)
+            frames = {index: frame for part in gathered for index, frame in part.items()}
+        if not trainer.is_global_zero:
+            return
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        images = [Image.fromarray(frames[index]) for index in sorted(frames)]
+        for index, image in zip(sorted(frames), images):
+            with atomic_path(self.output_dir / f"frame_{index:04d}.png") as tmp:
+                image.save(tmp, format="PNG")
+        with atomic_path(self.output_dir / "path.gif") as tmp:
+            images[0].save(
+                tmp, format="GIF", save_all=True, append_images=images[1:], duration=1000 // self.fps, loop=0
+            )
+        Console().print(f"[bold]sciml[/]: wrote {len(images)} frames and path.gif to {self.output_dir}/")

@@ -409,3 +409,46 @@ def test_prepare_data_runs_the_generator_only_when_the_path_is_missing(tmp_path,
     assert len(module.capture("train")) == 6
     module.prepare_data()  # the data exists now: nothing is generated again
     assert len(calls) == 1
+
+
+def test_orbit_path_circles_the_scene_upright_through_time(tmp_path):
+    from sciml.data.captures import orbit_path
+    from sciml.data.dynamic_scenes import make_dynamic_scene
+
+    make_dynamic_scene(tmp_path / "scene", height=16, width=16, train=6, val=2, test=2, progress=False)
+    module = CaptureDataModule(str(tmp_path / "scene"))
+    module.setup("predict")
+    capture = module.capture("test")
+    matrices, times = orbit_path(capture, 8, 30.0)
+    assert matrices.shape == (8, 4, 4) and times.tolist() == pytest.approx(np.linspace(0, 1, 8).tolist())
+    radius = np.linalg.norm(capture.camera_to_world[:, :3, 3], axis=1).mean()
+    np.testing.assert_allclose(np.linalg.norm(matrices[:, :3, 3], axis=1), radius, rtol=1e-5)
+    # each camera looks at the box centre (-z towards it) and the scene's z axis is up in its image
+    towards = -matrices[:, :3, 2]
+    np.testing.assert_allclose(towards, -matrices[:, :3, 3] / radius, atol=1e-5)
+    assert (matrices[:, 2, 1] > 0.5).all()
+    batch = next(iter(module.predict_dataloader()))
+    assert batch["origins"].shape == (1, 16, 16, 3) and float(batch["time"][0]) == 0.0
+
+
+def test_camera_path_json_with_render_times(tmp_path):
+    from sciml.core.errors import DataFormatError
+    from sciml.data.captures import read_camera_path
+
+    eye = np.eye(4)
+    eye[2, 3] = 4.0
+    path = tmp_path / "camera_path.json"
+    keyframes = [
+        {"camera_to_world": eye.reshape(-1).tolist(), "fov": 50.0, "render_time": t} for t in (0.0, 0.7)
+    ]
+    path.write_text(json.dumps({"render_height": 10, "render_width": 20, "camera_path": keyframes}))
+    matrices, times, intrinsics, height, width = read_camera_path(
+        path, np.array([30.0, 30.0, 8.0, 8.0]), 16, 16
+    )
+    assert (height, width) == (10, 20) and times.tolist() == pytest.approx([0.0, 0.7])
+    np.testing.assert_allclose(intrinsics[0], [5 / np.tan(np.deg2rad(25)), 5 / np.tan(np.deg2rad(25)), 10, 5])
+    np.testing.assert_allclose(matrices[1], eye)
+    del keyframes[1]["render_time"]
+    path.write_text(json.dumps({"camera_path": keyframes}))
+    with pytest.raises(DataFormatError, match=r"camera_path\[1\].*time"):
+        read_camera_path(path, np.array([30.0, 30.0, 8.0, 8.0]), 16, 16)

@@ -108,3 +108,31 @@ def test_fit_validates_saves_renders_and_the_checkpoint_rebuilds_the_field(scene
         loaded.render_rays(origins, directions, torch.tensor([0.3]))["rgb"],
         task.render_rays(origins, directions, torch.tensor([0.3]))["rgb"],
     )
+
+
+def test_fit_then_predict_renders_an_orbit_through_time(scene, tmp_path, monkeypatch):
+    from PIL import Image
+
+    from sciml.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    common = [
+        "--config",
+        "shade.yaml",
+        f"--data.init_args.path={scene}",
+        "--data.init_args.rays_per_batch=128",
+        "--data.init_args.orbit_frames=3",
+        "--trainer.accelerator=cpu",
+        "--model.init_args.num_samples=8",
+        "--model.init_args.field.init_args.resolution=16",
+        "--model.init_args.field.init_args.deformation_resolution=8",
+    ]
+    main(["fit", *common, "--trainer.max_steps=3", "--trainer.val_check_interval=3"])
+    checkpoint = tmp_path / "runs" / "shade" / "version_0" / "checkpoints" / "last.ckpt"
+    main(["predict", *common, f"--ckpt_path={checkpoint}"])
+    out = tmp_path / "runs" / "shade" / "predictions"
+    frames = sorted(out.glob("frame_*.png"))
+    assert [f.name for f in frames] == ["frame_0000.png", "frame_0001.png", "frame_0002.png"]
+    assert Image.open(frames[0]).size == (16, 16)
+    gif = Image.open(out / "path.gif")
+    assert gif.n_frames == 3
