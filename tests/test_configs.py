@@ -4,7 +4,7 @@ Each config keeps its own network, task and data settings; the test only swaps i
 process and a small batch. Where a config's cost would not fit CI it changes the cost alone, never the kind
 of model: the turbulence configs run on a smaller grid (the grid sets no network parameter), the DiT-3D
 paper configs sample validation shapes with a 2-step DPM-Solver++ instead of 1000 DDPM steps and the
-XL model runs 2 of its 28 blocks, the reconstruction configs render 16 x 16 images.
+XL model runs 2 of its 28 blocks, the reconstruction configs render 16 x 16 images at full resolution.
 """
 
 from pathlib import Path
@@ -73,6 +73,8 @@ def _capture_arguments(tmp_path: Path, config: dict) -> list[str]:
         f"--data.init_args.path={data_path}",
         "--data.init_args.rays_per_batch=64",
         "--data.init_args.num_workers=0",
+        "--data.init_args.downscale=1",
+        "--trainer.strategy=auto",
     ]
 
 
