@@ -77,6 +77,9 @@ from sciml.rendering.cameras import look_at
 CaptureFormat = Literal["auto", "dnerf", "nerfstudio"]
 FORMATS = ("auto", "dnerf", "nerfstudio")
 SPLITS = ("train", "val", "test")
+#: Read when present: ``video`` is one camera through consecutive times (the generated scene writes it), for
+#: the temporal-consistency metric and videos over time.
+OPTIONAL_SPLITS = ("video",)
 GENERATORS = ("dynamic_scene",)
 # Tolerance of the rigid-pose checks (rotation orthonormality, det +1, last row 0 0 0 1).
 POSE_TOLERANCE = 1e-3
@@ -410,8 +413,8 @@ def read_capture(
 
     if format not in FORMATS:
         raise ConfigError("format", f"must be one of {', '.join(FORMATS)}, got {format!r}")
-    if split not in SPLITS:
-        raise ConfigError("split", f"must be one of {', '.join(SPLITS)}, got {split!r}")
+    if split not in SPLITS + OPTIONAL_SPLITS:
+        raise ConfigError("split", f"must be one of {', '.join(SPLITS + OPTIONAL_SPLITS)}, got {split!r}")
     if not Path(path).exists():
         raise DatasetNotFoundError(path, make_command(path))
     if format == "auto":
@@ -729,6 +732,9 @@ class CaptureDataModule(pl.LightningDataModule):
         for split in wanted:
             if split not in self._captures:
                 self._captures[split] = self._read(split)
+        video = self.path / "transforms_video.json"
+        if stage in ("fit", "validate", "test") and "video" not in self._captures and video.is_file():
+            self._captures["video"] = self._read("video")
         if "train" in self._captures and self._train is None:
             hp = self.hparams
             self._train = RayBatchDataset(
@@ -760,6 +766,10 @@ class CaptureDataModule(pl.LightningDataModule):
         return capture
 
     # ------------------------------------------------------------------ what the task reads
+    def has_capture(self, split: str) -> bool:
+        """Whether ``split`` is set up (``video`` only exists for captures that have one)."""
+        return split in self._captures
+
     def capture(self, split: str) -> Capture:
         if split not in self._captures:
             raise RuntimeError(f"the {split} capture is not set up; call setup() first")
@@ -843,6 +853,14 @@ class CaptureDataModule(pl.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._evaluation_loader("test")
 
+    def orbit(self, split: str, frames: int) -> CameraPathDataset:
+        """An orbit of ``frames`` views through times 0..1 around the ``split`` cameras (:func:`orbit_path`),
+        with that split's intrinsics."""
+        capture = self.capture(split)
+        matrices, times = orbit_path(capture, frames, self.hparams.orbit_elevation)
+        intrinsics = np.repeat(capture.intrinsics[:1], len(times), axis=0)
+        return CameraPathDataset(matrices, times, intrinsics, capture.height, capture.width)
+
     def predict_dataloader(self) -> DataLoader:
         """The render path (``render_path``, or an orbit through time) with the test cameras' intrinsics."""
         hp, capture = self.hparams, self.capture("test")
@@ -850,11 +868,9 @@ class CaptureDataModule(pl.LightningDataModule):
             matrices, times, intrinsics, height, width = read_camera_path(
                 hp.render_path, capture.intrinsics[0], capture.height, capture.width
             )
+            dataset = CameraPathDataset(matrices, times, intrinsics, height, width)
         else:
-            matrices, times = orbit_path(capture, hp.orbit_frames, hp.orbit_elevation)
-            intrinsics = np.repeat(capture.intrinsics[:1], len(times), axis=0)
-            height, width = capture.height, capture.width
-        dataset = CameraPathDataset(matrices, times, intrinsics, height, width)
+            dataset = self.orbit("test", hp.orbit_frames)
         rank, world_size = self._rank()
         sampler = ShardedSampler(
             len(dataset), rank=rank, world_size=world_size, shuffle=False, drop_tail=False

@@ -93,8 +93,9 @@ from sciml.core.atomic import atomic_directory
 from sciml.core.errors import ConfigError
 from sciml.core.progress import progress_bar
 
-SPLITS = ("train", "val", "test")
-DEFAULT_COUNTS: dict[str, int] = {"train": 100, "val": 10, "test": 20}
+#: ``video``: one held-out camera through consecutive times, for temporal-consistency metrics and videos.
+SPLITS = ("train", "val", "test", "video")
+DEFAULT_COUNTS: dict[str, int] = {"train": 100, "val": 10, "test": 20, "video": 24}
 DEFAULT_SIZE = 64
 
 #: D-NeRF's horizontal field of view (radians), the value in every one of its transforms files.
@@ -107,7 +108,7 @@ ELEVATION_RANGE_DEG = (10.0, 80.0)
 AMBIENT = 0.35
 LIGHT_DIRECTION = np.array([0.3, 0.4, 1.0]) / np.linalg.norm([0.3, 0.4, 1.0])
 
-_STREAMS = {"train": 0, "val": 1, "test": 2, "sparse": 3}
+_STREAMS = {"train": 0, "val": 1, "test": 2, "sparse": 3, "video": 4}
 _HELD_OUT_FRACTION = {"val": 1.0 / 3.0, "test": 2.0 / 3.0}
 
 
@@ -476,9 +477,12 @@ def _held_out_directions(rng: np.random.Generator, n: int, taken: np.ndarray) ->
 
 
 def split_times(split: str, count: int, train: int) -> list[float]:
-    """Frame times of a split: training ``i / (train - 1)``; val/test between training times."""
+    """Frame times of a split: training ``i / (train - 1)``; val/test between training times; video
+    ``i / (count - 1)``, evenly through [0, 1]."""
     if split == "train":
         return [i / (train - 1) for i in range(count)]
+    if split == "video":
+        return [i / (count - 1) for i in range(count)]
     intervals = train - 1
     fraction = _HELD_OUT_FRACTION[split]
     return [(math.floor((k + 0.5) * intervals / count) + fraction) / intervals for k in range(count)]
@@ -490,9 +494,10 @@ def plan_frames(
     test: int = DEFAULT_COUNTS["test"],
     train_cameras: int | None = None,
     seed: int = 0,
+    video: int = DEFAULT_COUNTS["video"],
 ) -> dict[str, list[tuple[float, np.ndarray]]]:
     """``{split: [(time, camera_to_world (4, 4)), ...]}`` for every frame, without rendering."""
-    counts = {"train": train, "val": val, "test": test}
+    counts = {"train": train, "val": val, "test": test, "video": video}
     _check_arguments(counts, train_cameras, seed)
 
     def stream(name: str) -> np.random.Generator:
@@ -509,6 +514,8 @@ def plan_frames(
     for split in ("val", "test"):
         directions[split] = _held_out_directions(stream(split), counts[split], taken)
         taken = np.concatenate([taken, directions[split]])
+    # The video camera stands still: one held-out direction for every frame.
+    directions["video"] = np.repeat(_held_out_directions(stream("video"), 1, taken), video, axis=0)
     return {
         split: [
             (t, look_at(CAMERA_RADIUS * d))
@@ -530,6 +537,7 @@ def _check_arguments(counts: dict[str, int], train_cameras: int | None, seed: in
     _check_positive_int("train", counts["train"], 2)  # evenly spaced times over [0, 1] need two frames
     _check_positive_int("val", counts["val"])
     _check_positive_int("test", counts["test"])
+    _check_positive_int("video", counts["video"], 2)  # a frame-to-frame change needs two frames
     if train_cameras is not None:
         _check_positive_int("train_cameras", train_cameras)
         if train_cameras > counts["train"]:
@@ -554,6 +562,7 @@ def make_dynamic_scene(
     train_cameras: int | None = None,
     seed: int = 0,
     supersample: int = 2,
+    video: int = DEFAULT_COUNTS["video"],
     progress: bool = True,
     force: bool = False,
 ) -> Path:
@@ -569,7 +578,7 @@ def make_dynamic_scene(
     root = Path(root)
     if root.exists() and not force:
         raise FileExistsError(f"{root} exists; pass force=True (CLI: --force) to replace it")
-    frames = plan_frames(train, val, test, train_cameras, seed)
+    frames = plan_frames(train, val, test, train_cameras, seed, video)
     focal = focal_from_angle(width)
     bar = progress_bar(f"dynamic scene -> {root}", sum(len(f) for f in frames.values())) if progress else None
     try:
@@ -598,7 +607,7 @@ def make_dynamic_scene(
                 np.save(tmp / "ground_truth" / f"{split}_depth.npy", depths)
                 np.save(tmp / "ground_truth" / f"{split}_object.npy", objects)
             description = _scene_description(
-                height, width, train, val, test, train_cameras, seed, supersample
+                height, width, train, val, test, video, train_cameras, seed, supersample
             )
             (tmp / "ground_truth" / "scene.json").write_text(json.dumps(description, indent=4) + "\n")
     finally:
@@ -607,7 +616,7 @@ def make_dynamic_scene(
     return root
 
 
-def _scene_description(height, width, train, val, test, train_cameras, seed, supersample) -> dict:
+def _scene_description(height, width, train, val, test, video, train_cameras, seed, supersample) -> dict:
     return {
         "generator": "sciml.data.dynamic_scenes",
         "arguments": {
@@ -616,6 +625,7 @@ def _scene_description(height, width, train, val, test, train_cameras, seed, sup
             "train": train,
             "val": val,
             "test": test,
+            "video": video,
             "train_cameras": train_cameras,
             "seed": seed,
             "supersample": supersample,
@@ -653,7 +663,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
         description="Render an analytic dynamic scene (moving, rotating, deforming objects) as D-NeRF data.",
     )
     parser.add_argument(
-        "--out", required=True, help="dataset root (created): transforms_*.json, train/, val/, test/"
+        "--out", required=True, help="dataset root (created): transforms_*.json, train/, val/, test/, video/"
     )
     parser.add_argument(
         "--height", type=int, default=DEFAULT_SIZE, help=f"image height (default {DEFAULT_SIZE})"
@@ -693,6 +703,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
             train=args.train,
             val=args.val,
             test=args.test,
+            video=args.video,
             train_cameras=args.train_cameras,
             seed=args.seed,
             supersample=args.supersample,
@@ -706,10 +717,13 @@ def main(argv: Sequence[str] | None = None) -> Path:
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     cameras = args.train if args.train_cameras is None else args.train_cameras
     print(
-        f"wrote {args.train + args.val + args.test} frames of {args.width}x{args.height} RGBA "
+        f"wrote {args.train + args.val + args.test + args.video} frames of {args.width}x{args.height} RGBA "
         f"({size / 1e6:.1f} MB) to {out} in {elapsed:.1f} s (seed {args.seed})"
     )
-    print(f"  train {args.train} ({cameras} cameras), val {args.val}, test {args.test}; times in [0, 1]")
+    print(
+        f"  train {args.train} ({cameras} cameras), val {args.val}, test {args.test}, "
+        f"video {args.video} (one camera); times in [0, 1]"
+    )
     return out
 
 

@@ -1,8 +1,8 @@
 """What checkpoints carry beyond Lightning's defaults.
 
-- The injected network: tasks leave it out of ``save_hyperparameters``; the network's own constructor
-  arguments (its ``config`` attribute) and class path are stored next to the weights instead, so
-  ``Task.load_from_checkpoint(path)`` needs nothing else.
+- The injected networks: tasks leave them out of ``save_hyperparameters``; each network's own constructor
+  arguments (its ``config`` attribute) and class path are stored next to the weights instead
+  (``checkpoint["sciml_net"][attribute]``), so ``Task.load_from_checkpoint(path)`` needs nothing else.
 - Random number generator states (``RandomStateCheckpoint``), so a resumed run draws the same numbers as an
   uninterrupted one.
 """
@@ -37,29 +37,38 @@ def build_net(description: dict[str, Any]) -> nn.Module:
 
 
 class InjectedNetCheckpoint(pl.LightningModule):
-    """Mixin for tasks whose injected network lives in the attribute (and constructor argument) named by
-    ``injected`` (``"net"`` unless a task says otherwise)."""
+    """Mixin for tasks whose injected networks live in the attributes (and constructor arguments) named by
+    ``injected``: the first is required, the others may be ``None`` (e.g. an optional prior)."""
 
-    injected = "net"
+    injected: tuple[str, ...] = ("net",)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        description = describe_net(getattr(self, self.injected))
-        if description is not None:
-            checkpoint[NET_KEY] = description
+        descriptions = {}
+        for name in self.injected:
+            module = getattr(self, name)
+            description = None if module is None else describe_net(module)
+            if description is not None:
+                descriptions[name] = description
+        if descriptions:
+            checkpoint[NET_KEY] = descriptions
 
     @classmethod
     def load_from_checkpoint(
         cls, checkpoint_path, map_location=None, hparams_file=None, strict=None, **kwargs
     ):
-        """Lightning's loader; the network is rebuilt from the checkpoint unless it is passed in."""
-        if cls.injected not in kwargs:
-            stored = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
-            if NET_KEY not in stored:
-                raise KeyError(
-                    f"{checkpoint_path}: holds no network description ('{NET_KEY}'); its network has no "
-                    f"`config` attribute, so pass {cls.injected}=<the network> to load_from_checkpoint"
-                )
-            kwargs[cls.injected] = build_net(stored[NET_KEY])
+        """Lightning's loader; the networks are rebuilt from the checkpoint unless they are passed in."""
+        missing = [name for name in cls.injected if name not in kwargs]
+        if missing:
+            stored = torch.load(checkpoint_path, map_location="cpu", weights_only=False).get(NET_KEY, {})
+            for name in missing:
+                if name in stored:
+                    kwargs[name] = build_net(stored[name])
+                elif name == cls.injected[0]:
+                    raise KeyError(
+                        f"{checkpoint_path}: holds no description of its '{name}' network ('{NET_KEY}'); the "
+                        f"network has no `config` attribute, so pass {name}=<the network> to "
+                        "load_from_checkpoint"
+                    )
         return super().load_from_checkpoint(
             checkpoint_path, map_location=map_location, hparams_file=hparams_file, strict=strict, **kwargs
         )

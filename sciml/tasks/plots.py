@@ -124,3 +124,16 @@ def plot_render_comparison(
     if title:
         figure.suptitle(title, fontsize=10)
     return save_figure(figure, path)
+
+
+def save_gif(frames: list[np.ndarray], path: Path, fps: int) -> Path:
+    """Write ``(H, W, 3)`` uint8 frames as a looping GIF at ``fps`` frames per second (atomically)."""
+    from PIL import Image
+
+    images = [Image.fromarray(frame) for frame in frames]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        images[0].save(
+            tmp, format="GIF", save_all=True, append_images=images[1:], duration=1000 // fps, loop=0
+        )
+    return path

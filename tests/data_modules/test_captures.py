@@ -431,6 +431,23 @@ def test_orbit_path_circles_the_scene_upright_through_time(tmp_path):
     assert batch["origins"].shape == (1, 16, 16, 3) and float(batch["time"][0]) == 0.0
 
 
+def test_the_video_split_is_read_when_the_capture_has_one(tmp_path, dnerf):
+    from sciml.data.dynamic_scenes import make_dynamic_scene
+
+    make_dynamic_scene(tmp_path / "scene", height=8, width=8, train=4, val=1, test=1, video=3, progress=False)
+    module = CaptureDataModule(str(tmp_path / "scene"), downscale=2)
+    module.setup("fit")
+    assert module.has_capture("video")
+    video = module.capture("video")
+    assert video.times.tolist() == pytest.approx([0.0, 0.5, 1.0]) and video.height == 4  # downscaled too
+    assert len(np.unique(video.camera_to_world.round(6), axis=0)) == 1  # one camera standing still
+    orbit = module.orbit("val", 5)
+    assert len(orbit) == 5 and orbit[0]["origins"].shape == (4, 4, 3)
+    without = _module(dnerf[0])
+    without.setup("fit")
+    assert not without.has_capture("video")
+
+
 def test_camera_path_json_with_render_times(tmp_path):
     from sciml.core.errors import DataFormatError
     from sciml.data.captures import read_camera_path

@@ -28,7 +28,7 @@ from sciml.data.dynamic_scenes import (
     scene_at,
 )
 
-SPLITS = ("train", "val", "test")
+SPLITS = ("train", "val", "test", "video")
 BALL, CRATE, BLOB = 0, 1, 2
 
 
@@ -47,7 +47,7 @@ def _positions(root, split):
 @pytest.fixture(scope="module")
 def small_scene(tmp_path_factory):
     root = tmp_path_factory.mktemp("dynamic") / "scene"
-    make_dynamic_scene(root, height=12, width=16, train=6, val=2, test=3, seed=0, progress=False)
+    make_dynamic_scene(root, height=12, width=16, train=6, val=2, test=3, video=4, seed=0, progress=False)
     return root
 
 
@@ -61,9 +61,11 @@ def test_layout_and_json_schema_match_dnerf(small_scene):
         "transforms_test.json",
         "transforms_train.json",
         "transforms_val.json",
+        "transforms_video.json",
         "val",
+        "video",
     ]
-    counts = {"train": 6, "val": 2, "test": 3}
+    counts = {"train": 6, "val": 2, "test": 3, "video": 4}
     for split in SPLITS:
         transforms = _transforms(root, split)
         assert set(transforms) == {"camera_angle_x", "frames"}
@@ -78,7 +80,7 @@ def test_layout_and_json_schema_match_dnerf(small_scene):
         for i, frame in enumerate(frames):
             assert set(frame) == {"file_path", "time", "transform_matrix"}
             assert frame["file_path"] == f"./{split}/r_{i:03d}"  # no extension, as in D-NeRF
-            assert re.fullmatch(r"\./(train|val|test)/r_\d{3}", frame["file_path"])
+            assert re.fullmatch(r"\./(train|val|test|video)/r_\d{3}", frame["file_path"])
             image = Image.open(root / f"{frame['file_path']}.png")
             assert image.format == "PNG" and image.mode == "RGBA" and image.size == (16, 12)
             pose = np.asarray(frame["transform_matrix"])
@@ -121,12 +123,13 @@ def test_images_and_ground_truth_are_the_rendered_views(small_scene):
 
 
 def test_same_seed_same_bytes_other_seed_other_cameras(tmp_path):
-    args = {"height": 10, "width": 10, "train": 4, "val": 2, "test": 2, "progress": False}
+    args = {"height": 10, "width": 10, "train": 4, "val": 2, "test": 2, "video": 3, "progress": False}
     make_dynamic_scene(tmp_path / "a", seed=3, **args)
     make_dynamic_scene(tmp_path / "b", seed=3, **args)
     make_dynamic_scene(tmp_path / "c", seed=4, **args)
     files = _files(tmp_path / "a")
-    assert len(files) == 3 + 8 + 7 and files == _files(tmp_path / "b") == _files(tmp_path / "c")
+    # 4 transforms files, 11 images, depth and object ids of 4 splits and scene.json
+    assert len(files) == 4 + 11 + 9 and files == _files(tmp_path / "b") == _files(tmp_path / "c")
     for file in files:
         assert (tmp_path / "a" / file).read_bytes() == (tmp_path / "b" / file).read_bytes()
     for split in SPLITS:
@@ -163,6 +166,11 @@ def test_val_and_test_hold_out_views_and_times(train_cameras):
         assert _min_angle_deg(positions[split], positions["train"]) > 1.0
     assert not set(times["val"].tolist()) & set(times["test"].tolist())
     assert _min_angle_deg(positions["val"], positions["test"]) > 1.0
+    # video: one held-out camera, standing still, through evenly spaced times
+    np.testing.assert_allclose(times["video"], np.linspace(0.0, 1.0, 24), atol=1e-15)
+    assert len(np.unique(np.round(positions["video"], 12), axis=0)) == 1
+    others = np.concatenate([positions["train"], positions["val"], positions["test"]])
+    assert _min_angle_deg(positions["video"][:1], others) > 1.0
 
 
 def test_sparse_view_setting_uses_exactly_train_cameras_positions(tmp_path):
@@ -397,10 +405,10 @@ def test_every_dataset_frame_shows_whole_objects():
 
 def test_cli_writes_prints_a_summary_and_refuses_to_overwrite(tmp_path, capsys):
     out = tmp_path / "scene"
-    args = f"--out {out} --height 8 --width 8 --train 4 --val 1 --test 2 --train-cameras 2 --quiet".split()
+    args = f"--out {out} --height 8 --width 8 --train 4 --val 1 --test 2 --video 2 --train-cameras 2 --quiet".split()
     main(args)
     summary = capsys.readouterr().out
-    assert "wrote 7 frames of 8x8 RGBA" in summary and str(out) in summary
+    assert "wrote 9 frames of 8x8 RGBA" in summary and str(out) in summary
     assert "train 4 (2 cameras), val 1, test 2" in summary
     assert len(list((out / "train").iterdir())) == 4
     before = (out / "transforms_train.json").read_bytes()

@@ -63,7 +63,7 @@ def focal_length(camera_angle_x: float, width: int) -> float:
 
 
 def read_dnerf(root: str | Path, split: str, *, white_background: bool = True) -> Capture:
-    """The ``split`` (``train``, ``val`` or ``test``) of the D-NeRF capture at ``root``."""
+    """The ``split`` (``train``, ``val``, ``test`` or the optional ``video``) of the D-NeRF capture."""
     root = Path(root)
     source = root / f"transforms_{split}.json"
     meta = load_json(source, make_command(root))

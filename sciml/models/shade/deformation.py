@@ -89,6 +89,14 @@ class TriPlaneDeformation(nn.Module):
         gamma, beta = self.modulation(t)
         return (planes * (1 + gamma) + beta).sum(dim=0)
 
+    def modulated_planes(self, t: Float[Tensor, " B"]) -> Float[Tensor, "B P C R R"]:
+        """The planes at times ``t``, ``F_p * (1 + gamma_p(t)) + beta_p(t)``: reading them bilinearly and
+        summing gives :meth:`features` (the modulation is constant over a plane)."""
+        planes = torch.stack(list(self.planes.planes))  # (P, C, R, R)
+        gamma, beta = self.modulation(t)  # 2 x (P, B, C)
+        gamma, beta = gamma.transpose(0, 1)[..., None, None], beta.transpose(0, 1)[..., None, None]
+        return planes * (1 + gamma) + beta
+
     def forward(self, x: Float[Tensor, "N 3"], t: Float[Tensor, " N"]) -> Float[Tensor, "N 3"]:
         if x.ndim != 2 or x.shape[1] != 3 or t.shape != (x.shape[0],):
             shapes = f"{tuple(x.shape)} and {tuple(t.shape)}"

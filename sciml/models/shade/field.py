@@ -97,6 +97,24 @@ class ShadeField(nn.Module):
         density = F.softplus(self.density(features)[:, 0])
         return {"density": density, "rgb": self.head(features, directions), "offset": offset}
 
+    def plane_features(self, times: Float[Tensor, " B"], resolution: int) -> Float[Tensor, "B 6 C R R"]:
+        """What the latent prior models: the canonical planes and the deformation planes at each time
+        (:meth:`TriPlaneDeformation.modulated_planes`), resized bilinearly to ``resolution``."""
+        channels = self.config["channels"]
+        if self.config["deformation_channels"] != channels:
+            raise ValueError(
+                "plane_features stacks canonical and deformation planes: channels "
+                f"({channels}) and deformation_channels ({self.config['deformation_channels']}) must match"
+            )
+
+        def resize(planes: Tensor) -> Tensor:
+            return F.interpolate(planes, size=(resolution, resolution), mode="bilinear", align_corners=True)
+
+        canonical = resize(torch.stack(list(self.canonical.planes)))  # (3, C, R, R)
+        moving = self.deformation.modulated_planes(times)  # (B, 3, C, R_d, R_d)
+        moving = resize(moving.flatten(0, 1)).view(len(times), 3, channels, resolution, resolution)
+        return torch.cat([canonical.expand(len(times), -1, -1, -1, -1), moving], dim=1)
+
     def regularizers(self, sample_points: Float[Tensor, "M 3"] | None = None) -> dict[str, Tensor]:
         terms = {"tv": self.canonical.total_variation() + self.deformation.planes.total_variation()}
         if sample_points is not None:

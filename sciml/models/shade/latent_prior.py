@@ -14,6 +14,16 @@ deformation features in a compressed latent space; the architecture is sciml's c
   :class:`sciml.nn.embeddings.TimestepEmbedder`; the scene time in [0, 1] is scaled by 1000 so it spans
   the same frequencies). It follows the denoiser protocol ``net(x, t, cond)``: ``x`` is
   ``(B, P, c, R', R')``, ``t`` the diffusion step, ``cond`` the scene time ``(B,)``; it predicts the noise.
+* :class:`LatentPrior`: both, plus the diffusion process (:class:`sciml.diffusion.GaussianDiffusion`,
+  ``schedule`` over ``diffusion_steps``), over the ``P`` planes of a field at one scene time resized to
+  ``resolution`` (:meth:`sciml.models.shade.ShadeField.plane_features`). Each plane is divided by its
+  root-mean-square value (a constant, no gradient) so the small deformation features weigh as much as the
+  canonical ones, and latents are multiplied by ``latent_scale``, a running estimate of one over their
+  standard deviation (as latent diffusion scales its latents to unit variance). Its losses keep the parts
+  apart: the autoencoder learns from the reconstruction error only and the denoiser from the noise error
+  on the autoencoder's detached latents, so the encoder cannot make latents trivially easy to denoise;
+  :meth:`LatentPrior.forward` is the noise error of planes under the frozen prior, whose gradient refines
+  the planes (the joint stage of :class:`sciml.tasks.shade.ShadeTask`).
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
+from sciml.diffusion import GaussianDiffusion
 from sciml.nn.adaln import AdaLNFinalLayer, AdaLNZeroBlock
 from sciml.nn.embeddings import TimestepEmbedder, sincos_1d
 
@@ -134,3 +145,95 @@ class LatentDenoiser(nn.Module):
             tokens = block(tokens, c)
         out = self.final(tokens, c).view(batch, self.planes, g, g, self.channels, p, p)
         return out.permute(0, 1, 4, 2, 5, 3, 6).reshape(x.shape)  # back to (B, P, c, g p, g p)
+
+
+class LatentPrior(nn.Module):
+    """Autoencoder + time-aware latent denoiser + diffusion process over a field's planes (module docstring).
+
+    Args:
+        planes: planes per scene time ``P`` (6 for SHaDe: three canonical, three deformation planes).
+        channels: plane channels ``C``.
+        resolution: edge the planes are resized to before encoding.
+        latent_channels, downsample, hidden: the :class:`PlaneAutoencoder`.
+        patch, dim, depth, heads: the :class:`LatentDenoiser`.
+        schedule, diffusion_steps: the beta schedule (:func:`sciml.diffusion.beta_schedule`).
+        scale_momentum: weight of the previous value in the running ``latent_scale``.
+    """
+
+    latent_scale: Tensor
+
+    def __init__(
+        self,
+        planes: int = 6,
+        channels: int = 32,
+        resolution: int = 64,
+        latent_channels: int = 4,
+        downsample: int = 4,
+        hidden: int = 32,
+        patch: int = 2,
+        dim: int = 128,
+        depth: int = 4,
+        heads: int = 4,
+        schedule: str = "linear",
+        diffusion_steps: int = 1000,
+        scale_momentum: float = 0.99,
+    ):
+        super().__init__()
+        if resolution % downsample:
+            raise ValueError(f"resolution {resolution} is not a multiple of downsample {downsample}")
+        self.config = dict(
+            planes=planes,
+            channels=channels,
+            resolution=resolution,
+            latent_channels=latent_channels,
+            downsample=downsample,
+            hidden=hidden,
+            patch=patch,
+            dim=dim,
+            depth=depth,
+            heads=heads,
+            schedule=schedule,
+            diffusion_steps=diffusion_steps,
+            scale_momentum=scale_momentum,
+        )
+        self.planes, self.channels, self.resolution = planes, channels, resolution
+        self.scale_momentum = scale_momentum
+        self.autoencoder = PlaneAutoencoder(channels, latent_channels, downsample, hidden)
+        self.denoiser = LatentDenoiser(
+            planes, latent_channels, resolution // downsample, patch, dim, depth, heads
+        )
+        self.diffusion = GaussianDiffusion.from_schedule(schedule, diffusion_steps)
+        self.register_buffer("latent_scale", torch.zeros(()))  # 0 until the first training batch
+
+    def _normalized(self, planes: Float[Tensor, "B P C R R"]) -> Tensor:
+        expected = (self.planes, self.channels, self.resolution, self.resolution)
+        if planes.ndim != 5 or tuple(planes.shape[1:]) != expected:
+            raise ValueError(
+                f"expected planes (B, {', '.join(map(str, expected))}), got {tuple(planes.shape)}"
+            )
+        rms = planes.detach().square().mean(dim=(0, 2, 3, 4), keepdim=True).sqrt()
+        return planes / rms.clamp_min(1e-6)
+
+    def _encode(self, normalized: Float[Tensor, "B P C R R"]) -> Float[Tensor, "B P c r r"]:
+        latents = self.autoencoder.encode(normalized.flatten(0, 1))
+        return latents.view(*normalized.shape[:2], *latents.shape[1:])
+
+    def losses(self, planes: Float[Tensor, "B P C R R"], times: Float[Tensor, " B"]) -> dict[str, Tensor]:
+        """The prior's own training losses: ``reconstruction`` (autoencoder) and ``denoising`` (denoiser)."""
+        normalized = self._normalized(planes)
+        latents = self._encode(normalized)
+        decoded = self.autoencoder.decode(latents.flatten(0, 1)).view_as(normalized)
+        if self.training:
+            scale = 1.0 / latents.detach().std().clamp_min(1e-6)
+            if self.latent_scale == 0:
+                self.latent_scale.copy_(scale)
+            else:
+                self.latent_scale.lerp_(scale, 1.0 - self.scale_momentum)
+        denoising = self.diffusion.training_loss(self.denoiser, latents.detach() * self.latent_scale, times)
+        return {"reconstruction": (decoded - normalized).square().mean(), "denoising": denoising.mean()}
+
+    def forward(self, planes: Float[Tensor, "B P C R R"], times: Float[Tensor, " B"]) -> Tensor:
+        """Noise-prediction error of ``planes`` at scene ``times`` (the score-matching loss), differentiable
+        with respect to the planes; call it through frozen weights to refine planes (module docstring)."""
+        latents = self._encode(self._normalized(planes)) * self.latent_scale
+        return self.diffusion.training_loss(self.denoiser, latents, times).mean()
