@@ -405,7 +405,8 @@ def test_every_dataset_frame_shows_whole_objects():
 
 def test_cli_writes_prints_a_summary_and_refuses_to_overwrite(tmp_path, capsys):
     out = tmp_path / "scene"
-    args = f"--out {out} --height 8 --width 8 --train 4 --val 1 --test 2 --video 2 --train-cameras 2 --quiet".split()
+    args = f"--out {out} --height 8 --width 8 --train 4 --val 1 --test 2 --video 2 --train-cameras 2".split()
+    args.append("--quiet")
     main(args)
     summary = capsys.readouterr().out
     assert "wrote 9 frames of 8x8 RGBA" in summary and str(out) in summary
