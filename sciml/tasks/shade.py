@@ -352,7 +352,6 @@ class ShadeTask(InjectedNetCheckpoint):
         self.summary = {
             "stage": prefix,
             "epoch": self.current_epoch,
-            "training stage": self.stage,
             "views": len(table),
             "psnr": mean_psnr,
             "ssim": mean_ssim,
@@ -360,6 +359,7 @@ class ShadeTask(InjectedNetCheckpoint):
             "parameters": sum(p.numel() for p in self.field.parameters()),
         }
         if self.prior is not None:
+            self.summary["training stage"] = self.stage
             self.summary["prior parameters"] = sum(p.numel() for p in self.prior.parameters())
         if self.trainer.is_global_zero:
             self._render_videos(prefix, directory)
