@@ -8,7 +8,12 @@ BIN := $(VENV)/bin
 # unpinned torch pulls several GB of CUDA packages.
 TORCH_VERSION := 2.13.0
 
-.PHONY: setup train test bench
+# The nerfstudio viewer lives in its own environment: torchvision's registry wheels are CUDA builds that
+# need the matching CUDA torch (which also runs on a CPU), so it is installed --isolated from the registry.
+VIEWER_VENV ?= .venv-viewer
+TORCHVISION_VERSION := 0.28.0
+
+.PHONY: setup train test bench viewer-env
 
 setup: $(VENV)/.installed
 
@@ -27,3 +32,13 @@ test: setup
 
 bench: setup
 	$(BIN)/python tools/bench/ifactformer.py
+
+viewer-env: $(VIEWER_VENV)/.installed
+
+$(VIEWER_VENV)/.installed: pyproject.toml
+	rm -rf $(VIEWER_VENV)
+	$(PYTHON) -m venv $(VIEWER_VENV)
+	$(VIEWER_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VIEWER_VENV)/bin/python -m pip --isolated install --quiet torch==$(TORCH_VERSION) torchvision==$(TORCHVISION_VERSION)
+	$(VIEWER_VENV)/bin/python -m pip install --quiet -e ".[viewer,viewer-test]"
+	touch $@

@@ -1,5 +1,6 @@
 """Command line: ``python -m sciml fit|validate|test|predict --config <file>.yaml`` and
-``python -m sciml slurm --config <file>.yaml [--nodes N --gpus-per-node G ...] [--submit]``.
+``python -m sciml slurm --config <file>.yaml [--nodes N --gpus-per-node G ...] [--submit]`` and
+``python -m sciml export-viewer --ckpt <SHaDe checkpoint> --out <dir> [--data <capture>]`` (nerfstudio).
 
 A LightningCLI whose model and data module are chosen by ``class_path`` in the config (networks are injected
 into tasks the same way). jsonargparse validates the whole config before anything is built, so unknown keys,
@@ -148,6 +149,12 @@ def main(args: list[str] | None = None) -> SciMLCLI | str:
     Returns the CLI object, or for ``slurm`` the script (or the job id with ``--submit``).
     """
     raw = sys.argv[1:] if args is None else list(args)
+    if raw[:1] == ["export-viewer"]:
+        try:
+            return export_viewer_command(raw[1:])
+        except SciMLError as error:
+            _console.print(f"[bold red]error[/]: {error}")
+            raise SystemExit(1) from None
     if raw[:1] == ["slurm"]:
         try:
             return slurm_command(raw[1:])
@@ -320,6 +327,34 @@ def slurm_command(args: list[str]) -> str:
     print(job_id)
     _console.print(f"[bold]sciml[/]: submitted job {job_id}; log: {job.log_file.replace('%j', job_id)}")
     return job_id
+
+
+def export_viewer_command(args: list[str]) -> str:
+    """``python -m sciml export-viewer``: a SHaDe checkpoint as a nerfstudio run (sciml.viewer.export)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m sciml export-viewer",
+        description="Write a SHaDe Lightning checkpoint as a nerfstudio run for ns-viewer and ns-render.",
+    )
+    parser.add_argument(
+        "--ckpt", required=True, help="the ShadeTask checkpoint (e.g. .../checkpoints/last.ckpt)"
+    )
+    parser.add_argument("--out", default="outputs", help="nerfstudio output folder (default: outputs)")
+    parser.add_argument(
+        "--data", default=None, help="the D-NeRF capture (default: the one the run trained on)"
+    )
+    options = parser.parse_args(args)
+    try:
+        from sciml.viewer.export import export_viewer
+    except ImportError as error:
+        _console.print(
+            f"[bold red]error[/]: export-viewer needs nerfstudio ({error}); install the viewer extra in an "
+            'environment with a matching torchvision: make viewer-env, or pip install "sciml[viewer]"'
+        )
+        raise SystemExit(2) from None
+    config = export_viewer(options.ckpt, options.out, options.data)
+    print(config)
+    _console.print(f"[bold]sciml[/]: open it with  ns-viewer --load-config {config}")
+    return str(config)
 
 
 def _run_root(logger: Any, config: Path) -> tuple[str, bool]:
