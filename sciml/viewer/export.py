@@ -66,7 +66,7 @@ def export_viewer(checkpoint: str | Path, out: str | Path, data: str | Path | No
     config.load_dir = None
 
     model = ShadeModel(config=model_config, scene_box=SceneBox(aabb=task.scene_box.clone()), num_train_data=1)
-    model.task.load_state_dict(task.state_dict())
+    model._task.load_state_dict(task.state_dict())
     state = {
         "step": step,
         "pipeline": {f"_model.{name}": value for name, value in model.state_dict().items()},

@@ -91,23 +91,25 @@ class ShadeModel(Model):
     def populate_modules(self) -> None:
         super().populate_modules()
         prior = None if self.config.prior is None else build_net(self.config.prior)
-        self.task = ShadeTask(build_net(self.config.field), prior=prior, **self.config.task)
+        # Private: the viewer reads every public attribute of the model's modules, and a LightningModule's
+        # trainer properties raise outside a Trainer.
+        self._task = ShadeTask(build_net(self.config.field), prior=prior, **self.config.task)
         with torch.no_grad():
-            self.task.scene_box.copy_(self.scene_box.aabb.float())
-            self.task.near_far.copy_(torch.tensor([self.config.near_plane, self.config.far_plane]))
-            self.task.background.copy_(torch.tensor(self.config.background))
+            self._task.scene_box.copy_(self.scene_box.aabb.float())
+            self._task.near_far.copy_(torch.tensor([self.config.near_plane, self.config.far_plane]))
+            self._task.background.copy_(torch.tensor(self.config.background))
         self.step = 0
 
     def get_param_groups(self) -> dict[str, list[torch.nn.Parameter]]:
         planes = [
-            p for m in self.task.field.modules() if isinstance(m, FeaturePlanes) for p in m.parameters()
+            p for m in self._task.field.modules() if isinstance(m, FeaturePlanes) for p in m.parameters()
         ]
         plane_ids = {id(p) for p in planes}
         groups = {
             "planes": planes,
-            "fields": [p for p in self.task.field.parameters() if id(p) not in plane_ids],
+            "fields": [p for p in self._task.field.parameters() if id(p) not in plane_ids],
         }
-        groups["prior"] = [] if self.task.prior is None else list(self.task.prior.parameters())
+        groups["prior"] = [] if self._task.prior is None else list(self._task.prior.parameters())
         return groups
 
     def get_training_callbacks(self, training_callback_attributes):
@@ -127,7 +129,7 @@ class ShadeModel(Model):
         origins = ray_bundle.origins.reshape(-1, 3)
         directions = ray_bundle.directions.reshape(-1, 3)
         times = self._times(ray_bundle, origins.shape[0])
-        rendered = self.task.render_rays(origins, directions, times, perturb=self.training)
+        rendered = self._task.render_rays(origins, directions, times, perturb=self.training)
         outputs = {  # rgb first: the viewer shows the first output
             "rgb": rendered["rgb"],
             "depth": rendered["depth"][:, None],
@@ -147,7 +149,7 @@ class ShadeModel(Model):
         losses = {"rgb_loss": F.mse_loss(outputs["rgb"], target)}
         if "_rendered" not in outputs:
             return losses
-        task, hp = self.task, self.task.hparams
+        task, hp = self._task, self._task.hparams
         rendered, (origins, directions, times) = outputs["_rendered"], outputs["_rays"]
         stage = 1 if self.step < hp.joint_start else 2
         sample = rendered["points"].reshape(-1, 3)[:: max(1, rendered["points"].numel() // 3 // 512)]
