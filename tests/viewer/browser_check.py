@@ -8,6 +8,7 @@ its end, wait for the new frame, and save both screenshots; prints JSON about th
 import argparse
 import io
 import json
+import re
 import time
 from pathlib import Path
 
@@ -44,19 +45,29 @@ driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=chro
 
 
 def canvas_pixels() -> np.ndarray:
-    canvas = max(
-        driver.find_elements(By.TAG_NAME, "canvas"), key=lambda c: c.size["width"] * c.size["height"]
-    )
-    return np.asarray(Image.open(io.BytesIO(canvas.screenshot_as_png)).convert("RGB"), dtype=np.float32)
+    """The 3-D viewport: the WebGL canvas spans the window and the control panel covers its right part;
+    the viewport is as wide as viser's narrower (overlay) canvas."""
+    canvases = sorted(driver.find_elements(By.TAG_NAME, "canvas"), key=lambda c: c.size["width"])
+    width = canvases[0].size["width"]
+    image = Image.open(io.BytesIO(canvases[-1].screenshot_as_png)).convert("RGB")
+    scale = image.width / canvases[-1].size["width"]  # device pixels per CSS pixel
+    return np.asarray(image, dtype=np.float32)[:, : int(width * scale)]
+
+
+def full_resolution() -> bool:
+    """Whether the viewer reports a full-size frame (it streams low-resolution previews first)."""
+    match = re.search(r"Resolution: (\d+)", driver.find_element(By.TAG_NAME, "body").text)
+    return match is not None and int(match.group(1)) >= 256
 
 
 def settled_frame(previous: np.ndarray | None) -> np.ndarray:
-    """The canvas once it shows a rendered (non-uniform) frame, different from ``previous`` when given,
-    and unchanged for two seconds (the viewer sends low-resolution frames first)."""
+    """The viewport once it shows a full-resolution rendered (non-uniform) frame, different from
+    ``previous`` when given, and unchanged for two seconds."""
     deadline, last, stable_since = time.monotonic() + options.timeout, None, None
     while time.monotonic() < deadline:
         pixels = canvas_pixels()
-        rendered = pixels.std() > 1.0 and (previous is None or np.abs(pixels - previous).mean() > 0.5)
+        rendered = full_resolution() and pixels.std() > 1.0
+        rendered = rendered and (previous is None or np.abs(pixels - previous).mean() > 0.5)
         if rendered and last is not None and np.abs(pixels - last).max() == 0:
             stable_since = stable_since or time.monotonic()
             if time.monotonic() - stable_since >= 2.0:
