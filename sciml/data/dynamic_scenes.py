@@ -2,8 +2,9 @@
 
 ``python -m sciml.data.dynamic_scenes --out data/dynamic_scene`` ray-casts three textured objects that
 move, rotate and deform over time ``t`` in [0, 1] and writes exactly what the D-NeRF release holds for one
-scene (``transforms_{train,val,test}.json`` + RGBA PNGs ``{train,val,test}/r_XXX.png``), plus exact
-ground truth that D-NeRF does not have (``ground_truth/``). A config moves from this scene to a real
+scene (``transforms_{train,val,test}.json`` + RGBA PNGs ``{train,val,test}/r_<index>.png``), plus a
+``video`` split (one held-out camera through evenly spaced times, for temporal-consistency metrics) and
+exact ground truth, neither of which D-NeRF has (``ground_truth/``). A config moves from this scene to a real
 D-NeRF scene by changing the data path only (see datasets/dynamic_scenes/README.md).
 
 Scene. World frame as in D-NeRF's Blender scenes: +z up; everything stays inside the scene box

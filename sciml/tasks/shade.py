@@ -173,10 +173,13 @@ class ShadeTask(InjectedNetCheckpoint):
         if missing:
             rank_zero_warn(f"{path} has no prior weights: the prior starts from scratch")
 
+    def stage_at(self, step: int) -> int:
+        """1 (field and prior apart) before ``joint_start``, 2 (joint) from it (module docstring)."""
+        return 1 if step < self.hparams.joint_start else 2
+
     @property
     def stage(self) -> int:
-        """1 (field and prior apart) before ``joint_start``, 2 (joint) from it (module docstring)."""
-        return 1 if self.global_step < self.hparams.joint_start else 2
+        return self.stage_at(self.global_step)
 
     # ------------------------------------------------------------------ rendering
     def render_rays(
@@ -230,12 +233,32 @@ class ShadeTask(InjectedNetCheckpoint):
 
     # ------------------------------------------------------------------ training
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        hp, stage = self.hparams, self.stage
         origins, directions = batch["origins"].reshape(-1, 3), batch["directions"].reshape(-1, 3)
         times, target = batch["time"].reshape(-1), batch["rgb"].reshape(-1, 3)
         rays = target.shape[0]
         rendered = self.render_rays(origins, directions, times, perturb=True)
+        loss, logged = self.objective(rendered, origins, directions, times, target, self.global_step)
+        for name, value in logged.items():
+            self.log(f"train/{name}", value, batch_size=rays)
+        self.log("train/loss", loss, prog_bar=True, batch_size=rays)
+        self.log("train/psnr", -10 * torch.log10(logged["mse"]), prog_bar=True, batch_size=rays)
+        self.log("train/stage", float(self.stage_at(self.global_step)), batch_size=rays)
+        return loss
+
+    def objective(
+        self,
+        rendered: dict[str, Tensor],
+        origins: Float[Tensor, "R 3"],
+        directions: Float[Tensor, "R 3"],
+        times: Float[Tensor, " R"],
+        target: Float[Tensor, "R 3"],
+        step: int,
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """The training loss at global ``step`` of rays rendered by :meth:`render_rays` (module docstring),
+        and its unweighted parts (detached, for logging). Also what the nerfstudio method optimizes."""
+        hp, stage = self.hparams, self.stage_at(step)
         mse = F.mse_loss(rendered["rgb"], target)
+        logged = {"mse": mse.detach()}
         # Regularize at a subset of this batch's sample points (time smoothness renders the deformation
         # at several times: a few hundred points suffice).
         sample = rendered["points"].reshape(-1, 3)[:: max(1, rendered["points"].numel() // 3 // 512)]
@@ -246,16 +269,12 @@ class ShadeTask(InjectedNetCheckpoint):
         if stage == 2 and hp.temporal_weight > 0:
             temporal = self._temporal_loss(origins, directions, times, rendered)
             loss = loss + hp.temporal_weight * temporal
-            self.log("train/temporal", temporal, batch_size=rays)
-        if self.prior is not None and self.global_step % hp.prior_every == 0:
+            logged["temporal"] = temporal.detach()
+        if self.prior is not None and step % hp.prior_every == 0:
             prior_terms = self._prior_losses(stage)
             loss = loss + prior_terms.pop("loss")
-            for name, value in prior_terms.items():
-                self.log(f"train/{name}", value, batch_size=rays)
-        self.log("train/loss", loss, prog_bar=True, batch_size=rays)
-        self.log("train/psnr", -10 * torch.log10(mse.detach()), prog_bar=True, batch_size=rays)
-        self.log("train/stage", float(stage), batch_size=rays)
-        return loss
+            logged.update({name: value.detach() for name, value in prior_terms.items()})
+        return loss, logged
 
     def _temporal_loss(self, origins: Tensor, directions: Tensor, times: Tensor, rendered: dict) -> Tensor:
         k, delta = min(self.hparams.temporal_rays, times.shape[0]), self.hparams.temporal_delta

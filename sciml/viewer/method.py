@@ -8,11 +8,9 @@ Time: rays carry ``ray_bundle.times`` (D-NeRF data and the viewer's time slider,
 when the dataparser has times; ``ns-render`` camera paths with a ``render_time`` per keyframe). A ray
 bundle without times renders at ``ShadeModelConfig.default_time`` (0.0, the first frame) instead of failing.
 
-Training in nerfstudio (choices): the Lightning task's objective in its two stages, split at the task's
-``joint_start``: mean squared colour error + plane regularizers at a subset of the sample points, the
-prior's losses every ``prior_every``-th step and, in stage 2, the temporal-consistency loss (see
-:mod:`sciml.tasks.shade`). Parameter groups ``planes``, ``fields`` and ``prior`` each get an optimizer entry
-in :data:`shade_method`.
+Training in nerfstudio: the Lightning task's objective (:meth:`ShadeTask.objective`, both stages, split
+at the task's ``joint_start`` by nerfstudio's step). Parameter groups ``planes``, ``fields`` and ``prior``
+each get an optimizer entry in :data:`shade_method`.
 """
 
 from __future__ import annotations
@@ -146,24 +144,10 @@ class ShadeModel(Model):
 
     def get_loss_dict(self, outputs, batch, metrics_dict=None) -> dict[str, Tensor]:
         target = batch["image"].to(self.device)[..., :3]
-        losses = {"rgb_loss": F.mse_loss(outputs["rgb"], target)}
-        if "_rendered" not in outputs:
-            return losses
-        task, hp = self._task, self._task.hparams
-        rendered, (origins, directions, times) = outputs["_rendered"], outputs["_rays"]
-        stage = 1 if self.step < hp.joint_start else 2
-        sample = rendered["points"].reshape(-1, 3)[:: max(1, rendered["points"].numel() // 3 // 512)]
-        terms = task.field.regularizers(sample.detach())
-        losses["tv"] = hp.tv_weight * terms["tv"]
-        if "time_smoothness" in terms:
-            losses["time_smoothness"] = hp.time_smoothness_weight * terms["time_smoothness"]
-        if stage == 2 and hp.temporal_weight > 0:
-            losses["temporal"] = hp.temporal_weight * task._temporal_loss(
-                origins, directions, times, rendered
-            )
-        if task.prior is not None and self.step % hp.prior_every == 0:
-            losses["prior"] = task._prior_losses(stage)["loss"]
-        return losses
+        if "_rendered" not in outputs:  # evaluation batches
+            return {"rgb_loss": F.mse_loss(outputs["rgb"], target)}
+        loss, _ = self._task.objective(outputs["_rendered"], *outputs["_rays"], target, self.step)
+        return {"loss": loss}
 
     def get_image_metrics_and_images(self, outputs, batch) -> tuple[dict[str, float], dict[str, Tensor]]:
         target = batch["image"].to(self.device)[..., :3]

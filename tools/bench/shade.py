@@ -97,7 +97,7 @@ def throughput(name: str, path: Path, repeats: int) -> list[dict]:
         for i, batch in enumerate(batches):
             start = time.perf_counter()
             optimizer.zero_grad()
-            loss = _training_loss(task, batch, stage, with_prior=task.prior is not None)
+            loss = _training_loss(task, batch, stage)
             loss.backward()
             optimizer.step()
             if i:  # the first is a warm-up
@@ -129,21 +129,13 @@ def throughput(name: str, path: Path, repeats: int) -> list[dict]:
     return rows
 
 
-def _training_loss(task, batch, stage: int, with_prior: bool) -> torch.Tensor:
-    """What ``ShadeTask.training_step`` optimizes, without a trainer (no logging)."""
-    hp = task.hparams
-    origins, directions = batch["origins"], batch["directions"]
-    times, target = batch["time"], batch["rgb"]
+def _training_loss(task, batch, stage: int) -> torch.Tensor:
+    """What ``ShadeTask.training_step`` optimizes in ``stage`` at a step with the prior's losses, without a
+    trainer (no logging)."""
+    origins, directions, times, target = batch["origins"], batch["directions"], batch["time"], batch["rgb"]
     rendered = task.render_rays(origins, directions, times, perturb=True)
-    loss = torch.nn.functional.mse_loss(rendered["rgb"], target)
-    sample = rendered["points"].reshape(-1, 3)[:: max(1, rendered["points"].numel() // 3 // 512)]
-    terms = task.field.regularizers(sample.detach())
-    loss = loss + hp.tv_weight * terms["tv"] + hp.time_smoothness_weight * terms.get("time_smoothness", 0.0)
-    if stage == 2 and hp.temporal_weight > 0:
-        loss = loss + hp.temporal_weight * task._temporal_loss(origins, directions, times, rendered)
-    if with_prior:
-        loss = loss + task._prior_losses(stage)["loss"]
-    return loss
+    step = (0 if stage == 1 else task.hparams.joint_start) * task.hparams.prior_every
+    return task.objective(rendered, origins, directions, times, target, step)[0]
 
 
 def sizes(name: str) -> dict:
