@@ -11,7 +11,11 @@ user stands resolves to the config of that name shipped with sciml; the file use
 
 Every Trainer gets atomic checkpoint writes, random states in checkpoints and SLURM auto-requeue (inactive
 outside SLURM jobs); ``fit --ckpt_path auto`` resumes from the newest loadable checkpoint under
-``trainer.default_root_dir`` (or starts fresh when there is none).
+``trainer.default_root_dir`` (or starts fresh when there is none; when checkpoints exist but none loads it
+stops and names them, unless ``--start_over true``). Before any work, every folder the run will write to
+(run directory, logger, checkpoints, prediction writers) is checked writable; the error names its config key.
+Errors that sciml raises on purpose (bad data, bad config values, also when raised inside a class that
+jsonargparse instantiates or a DataLoader worker) print as one line and exit with status 1.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import tempfile
 import warnings
 from importlib import resources
 from pathlib import Path
@@ -28,6 +33,7 @@ import pytorch_lightning as pl
 import torch
 import yaml
 from lightning_fabric.plugins import CheckpointIO
+from pytorch_lightning.callbacks import BasePredictionWriter
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from rich.console import Console
 from rich.table import Table
@@ -97,10 +103,27 @@ class SciMLCLI(LightningCLI):
             plugins.append(AtomicCheckpointIO())
         return super().instantiate_trainer(plugins=plugins, **kwargs)
 
+    def _prepare_subcommand_parser(
+        self, klass: type, subcommand: str, **kwargs: Any
+    ) -> LightningArgumentParser:
+        parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        if subcommand == "fit":
+            parser.add_argument(
+                "--start_over",
+                type=bool,
+                default=False,
+                help="with --ckpt_path auto: start from step 0 when the run directory holds checkpoints but "
+                "none of them loads (without it the run stops and names them)",
+            )
+        return parser
+
     def before_fit(self) -> None:
         arguments = self.config_init[self.subcommand]
+        check_output_folders(self.trainer, self.subcommand)
         if arguments.get("ckpt_path") == "auto":
-            found = find_resume_checkpoint(self.trainer.default_root_dir)
+            found = find_resume_checkpoint(
+                self.trainer.default_root_dir, start_over=arguments.get("start_over")
+            )
             arguments["ckpt_path"] = found
             if self.trainer.is_global_zero:
                 where = self.trainer.default_root_dir
@@ -109,6 +132,15 @@ class SciMLCLI(LightningCLI):
                     if found
                     else f"[bold]sciml[/]: no checkpoint under {where}; starting a new run"
                 )
+
+    def before_validate(self) -> None:
+        check_output_folders(self.trainer, self.subcommand)
+
+    def before_test(self) -> None:
+        check_output_folders(self.trainer, self.subcommand)
+
+    def before_predict(self) -> None:
+        check_output_folders(self.trainer, self.subcommand)
 
     def after_fit(self) -> None:
         self._print_summary("fit")
@@ -135,6 +167,46 @@ class SciMLCLI(LightningCLI):
         for key, value in summary.items():
             table.add_row(key.replace("_", " "), _format(value))
         Console().print(table)
+
+
+def output_folders(trainer: pl.Trainer, subcommand: str) -> dict[str, Path]:
+    """The folders a run of ``subcommand`` will write to, by the config key that sets each."""
+    folders = {"trainer.default_root_dir": Path(trainer.default_root_dir)}
+    for logger in trainer.loggers:
+        if getattr(logger, "save_dir", None):
+            folders[f"trainer.logger ({type(logger).__name__}) save_dir"] = Path(logger.save_dir)
+    checkpoint = trainer.checkpoint_callback
+    if subcommand == "fit" and checkpoint is not None and getattr(checkpoint, "dirpath", None):
+        folders["trainer.callbacks (ModelCheckpoint) dirpath"] = Path(checkpoint.dirpath)
+    if subcommand == "predict":
+        for callback in trainer.callbacks:
+            if isinstance(callback, BasePredictionWriter) and getattr(callback, "output_dir", None):
+                folders[f"trainer.callbacks ({type(callback).__name__}) output_dir"] = Path(
+                    callback.output_dir
+                )
+    return folders
+
+
+def check_output_folders(trainer: pl.Trainer, subcommand: str) -> None:
+    """Raise ConfigError naming the key of the first output folder sciml cannot write to, before any work.
+
+    A folder that does not exist yet is judged by its nearest existing parent, where it would be created.
+    Writability is tried, not read from permission bits: root ignores them, a read-only mount does not.
+    """
+    for key, folder in output_folders(trainer, subcommand).items():
+        existing = folder.absolute()
+        while not existing.exists():
+            existing = existing.parent
+        try:
+            if not existing.is_dir():
+                raise NotADirectoryError(f"{existing} is a file")
+            with tempfile.TemporaryFile(dir=existing, prefix=".sciml-write-check-"):
+                pass
+        except OSError as error:
+            reason = error.strerror or str(error)
+            raise ConfigError(
+                key, f"cannot write to {folder} ({reason} at {existing}); choose a folder you can write to"
+            ) from None
 
 
 def _format(value: object) -> str:
@@ -175,12 +247,31 @@ def main(args: list[str] | None = None) -> SciMLCLI | str:
         arguments = None
     try:
         cli = _run(arguments)
-    except SciMLError as error:
+    except Exception as error:
         # Data and config problems are the user's to fix: one message naming the file/key, no traceback.
-        _console.print(f"[bold red]error[/]: {error}")
+        problem = sciml_error_in(error)
+        if problem is None:
+            raise
+        _console.print(f"[bold red]error[/]: {problem}")
         raise SystemExit(1) from None
     _leave_process_group()
     return cli
+
+
+def sciml_error_in(error: BaseException) -> SciMLError | None:
+    """``error`` if it is a sciml error, else the first one it was raised from or while handling.
+
+    jsonargparse re-raises what a class's ``__init__`` raised as a ValueError ("Does not validate against any
+    of the Union subtypes ...") whose chain holds the original error.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, SciMLError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def _leave_process_group() -> None:

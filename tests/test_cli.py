@@ -1,5 +1,6 @@
 """python -m sciml: help, bare config names, and config errors that stop the run before any work."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -132,3 +133,149 @@ def test_fit_then_predict_writes_rollouts_in_the_input_schema(tmp_path, monkeypa
         # The rollout starts from the true first frame and then departs from the truth.
         np.testing.assert_allclose(predicted[0, 0], truth[test_trajectory, 0], rtol=1e-6)
         assert not np.allclose(predicted[0, 1:], truth[test_trajectory, 1:])
+
+
+@pytest.mark.parametrize(
+    ("config", "override", "message"),
+    [
+        (
+            "dit3d.yaml",
+            "--data.init_args.batch_size=0",
+            "config key 'batch_size': expected an integer >= 1, got 0",
+        ),
+        (
+            "turbulence.yaml",
+            "--data.init_args.generator=forced_hitt",
+            "config key 'generator': unknown generator 'forced_hitt'; built-in: forced_hit",
+        ),
+        (
+            "dit3d.yaml",
+            "--data.init_args.categories=[chiar, airplane]",
+            "config key 'categories': the shapes generator cannot make 'chiar'",
+        ),
+    ],
+)
+def test_a_value_a_data_module_rejects_prints_one_line(
+    config, override, message, tmp_path, monkeypatch, capsys
+):
+    """jsonargparse wraps what a class's __init__ raises in its own ValueError; sciml prints the cause."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stop:
+        main(["fit", "--config", config, override, "--trainer.accelerator=cpu"])
+    assert stop.value.code == 1
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error")]
+    assert len(errors) == 1 and errors[0].startswith(f"error: {message}")
+    assert "Traceback" not in err and "Union subtypes" not in err
+
+
+def test_a_data_error_in_a_dataloader_worker_prints_one_line(tmp_path, monkeypatch, capsys):
+    import h5py
+    import numpy as np
+    from field_fixtures import make_well_fixture
+
+    monkeypatch.chdir(tmp_path)
+    make_well_fixture(tmp_path / "flow.h5", n_trajectories=4, n_steps=5, shape=(8, 8, 8), pressure=False)
+    with h5py.File(tmp_path / "flow.h5", "a") as f:  # the validation trajectory (the data module's split)
+        f["t1_fields/velocity"][2, 3, 1, 2, 3, 0] = np.nan
+    with pytest.raises(SystemExit) as stop:
+        main(
+            [
+                "fit",
+                "--config",
+                str(SHIPPED),
+                "--data.init_args.path=flow.h5",
+                "--data.init_args.num_workers=1",
+                "--data.init_args.full_check_bytes=0",  # a large file: checked only where it is read
+                "--trainer.accelerator=cpu",
+                "--trainer.max_epochs=1",
+                "--model.init_args.net.init_args.grid_shape=[8, 8, 8]",
+                "--model.init_args.net.init_args.dim=24",
+                "--model.init_args.net.init_args.n_layer=1",
+            ]
+        )
+    assert stop.value.code == 1
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error")]
+    assert errors == [
+        "error: flow.h5: t1_fields/velocity: 1 non-finite value(s) (NaN) in trajectory 2, time steps 2..3"
+    ]
+    assert "Traceback" not in err and "DataLoader worker" not in err
+
+
+@pytest.fixture
+def read_only_folder(tmp_path):
+    """A folder nobody can write to: permission bits for a normal user, a read-only mount for root (whom
+    permission bits do not stop)."""
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        yield folder
+        folder.chmod(0o755)
+        return
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)], check=True)
+    yield folder
+    subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_read_only_run_folder_stops_fit_before_any_work(read_only_folder, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    run = read_only_folder / "runs"
+    with pytest.raises(SystemExit) as stop:
+        main(
+            [
+                "fit",
+                "--config",
+                str(SHIPPED),
+                f"--trainer.default_root_dir={run}",
+                "--trainer.accelerator=cpu",
+            ]
+        )
+    assert stop.value.code == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert (
+        f"error: config key 'trainer.default_root_dir': cannot write to {run} (Read-only file system at "
+        f"{read_only_folder}); choose a folder you can write to" in err
+        if os.geteuid() == 0
+        else f"cannot write to {run} (Permission denied at {read_only_folder})" in err
+    )
+    assert not (tmp_path / "data").exists(), "no data may be generated before the check"
+
+
+def test_a_read_only_predictions_folder_stops_predict_before_any_rollout(
+    read_only_folder, tmp_path, monkeypatch, capsys
+):
+    from field_fixtures import make_well_fixture
+
+    from sciml.tasks.surrogate import SurrogateTask
+
+    monkeypatch.chdir(tmp_path)
+    make_well_fixture(tmp_path / "flow.h5", n_trajectories=4, n_steps=5, shape=(8, 8, 8), pressure=False)
+    common = [
+        "--config",
+        str(SHIPPED),
+        "--data.init_args.path=flow.h5",
+        "--trainer.accelerator=cpu",
+        "--model.init_args.net.init_args.grid_shape=[8, 8, 8]",
+        "--model.init_args.net.init_args.dim=24",
+        "--model.init_args.net.init_args.n_layer=1",
+    ]
+    main(["fit", *common, "--trainer.max_steps=1"])
+    checkpoint = tmp_path / "runs" / "turbulence" / "version_0" / "checkpoints" / "last.ckpt"
+    rollouts = []
+    monkeypatch.setattr(SurrogateTask, "predict_step", lambda *args, **kwargs: rollouts.append(args))
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
+        main(
+            [
+                "predict",
+                *common,
+                f"--ckpt_path={checkpoint}",
+                f"--trainer.callbacks.output_dir={read_only_folder / 'predictions'}",
+            ]
+        )
+    assert stop.value.code == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert "error: config key 'trainer.callbacks (RolloutWriter) output_dir': cannot write to" in err
+    assert rollouts == [], "predict must stop before it rolls anything out"

@@ -8,7 +8,10 @@ it to disk and renames it: a reader sees the old checkpoint or the new one, neve
 Resuming (``--ckpt_path auto``) takes, among the checkpoints under the run directory that load, the one
 furthest into training (highest global step; at equal steps a requeue checkpoint, which is taken exactly at
 a step boundary, then the most recent file). Files that do not load (truncated by a full disk, or copied
-half-way) are reported with a warning and skipped.
+half-way) are reported with a warning and skipped. When checkpoints exist but none loads, the run stops with
+one line naming each file and why it failed: starting from step 0 would overwrite ``last.ckpt`` and turn a
+requeued week-long job into a silent restart. ``start_over=True`` (``fit --start_over true``) is the user's
+explicit choice to start from step 0 anyway.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from pytorch_lightning.utilities import rank_zero_warn
 
 from sciml.core.atomic import atomic_path
+from sciml.core.errors import ConfigError
 
 #: Lightning's name for the checkpoint saved when SLURM asks a job to requeue (it resumes from the highest).
 REQUEUE_CHECKPOINT = re.compile(r"hpc_ckpt_(\d+)\.ckpt")
@@ -61,27 +65,39 @@ def next_requeue_checkpoint(run_dir: str | Path) -> Path:
     return Path(run_dir) / f"hpc_ckpt_{max(numbers, default=0) + 1}.ckpt"
 
 
-def find_resume_checkpoint(run_dir: str | Path) -> Path | None:
+def find_resume_checkpoint(run_dir: str | Path, start_over: bool = False) -> Path | None:
     """The loadable checkpoint under ``run_dir`` furthest into training (``None`` when there is none).
 
-    Every unloadable file is named in a warning.
+    Every unloadable file is named in a warning. Raises ConfigError naming every checkpoint and why it cannot
+    be resumed from when there are checkpoints but none loads, unless ``start_over``.
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         return None
     ranked = []
-    for path in run_dir.rglob("*.ckpt"):
+    for path in sorted(run_dir.rglob("*.ckpt")):
         step = read_training_step(path)
         is_requeue = REQUEUE_CHECKPOINT.fullmatch(path.name) is not None
         ranked.append(
             (step if isinstance(step, int) else -1, is_requeue, path.stat().st_mtime_ns, path, step)
         )
-        if not isinstance(step, int):
-            rank_zero_warn(f"checkpoint {path} cannot be resumed from ({step}); skipping it")
     ranked.sort(reverse=True, key=lambda entry: entry[:3])
     chosen = next((entry for entry in ranked if isinstance(entry[4], int)), None)
+    failures = sorted((entry[3], entry[4]) for entry in ranked if not isinstance(entry[4], int))
+    if chosen is None and failures and not start_over:
+        reasons = "; ".join(f"{path} ({why})" for path, why in failures)
+        raise ConfigError(
+            "--ckpt_path",
+            f"auto found {len(failures)} checkpoint(s) under {run_dir} and none can be resumed from: "
+            f"{reasons}. "
+            "Repair or move them, or pass --start_over true to start from step 0 (overwriting last.ckpt)",
+        )
+    for path, why in failures:
+        rank_zero_warn(f"checkpoint {path} cannot be resumed from ({why}); skipping it")
     if chosen is None:
-        if ranked:
-            rank_zero_warn(f"no loadable checkpoint under {run_dir}: starting from scratch")
+        if failures:
+            rank_zero_warn(
+                f"no loadable checkpoint under {run_dir}: starting over from step 0 (--start_over)"
+            )
         return None
     return chosen[3]

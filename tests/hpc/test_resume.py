@@ -115,3 +115,34 @@ def test_atomic_checkpoint_io_leaves_the_old_file_when_a_save_fails(tmp_path):
         io.save_checkpoint({"step": 2, "bad": Unpicklable()}, target)
     assert torch.load(target, weights_only=False) == {"step": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["model.ckpt"]  # no temporary left behind
+
+
+def test_auto_resume_stops_when_checkpoints_exist_but_none_loads(tmp_path, tiny_data, capsys):
+    run = tmp_path / "run"
+    fit(run, tiny_data, "--trainer.max_steps=2")
+    last = run / "tiny" / "version_0" / "checkpoints" / "last.ckpt"
+    saved = last.read_bytes()
+    last.write_bytes(saved[: len(saved) // 2])  # cut short, as a full disk leaves it
+    (run / "hpc_ckpt_1.ckpt").write_bytes(b"not a checkpoint")
+    others = sorted(p for p in run.rglob("*.ckpt") if p not in (last, run / "hpc_ckpt_1.ckpt"))
+    for other in others:
+        other.unlink()
+    before = last.read_bytes()
+
+    with pytest.raises(SystemExit) as stop:
+        fit(run, tiny_data, "--ckpt_path=auto", "--trainer.max_steps=4")
+    assert stop.value.code == 1
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    message = " ".join(err.split())  # rich wraps the one logical line at the terminal width
+    assert lines[0].startswith("error: option '--ckpt_path': auto found 2 checkpoint(s) under")
+    assert f"{run / 'hpc_ckpt_1.ckpt'} (RuntimeError: mmap can only be used" in message
+    assert f"{last} (RuntimeError:" in message
+    assert "pass --start_over true to start from step 0" in message
+    assert "Traceback" not in err
+    assert last.read_bytes() == before, "the run must stop before it writes anything"
+
+    # The explicit choice to start over does.
+    with pytest.warns(UserWarning, match="starting over from step 0"):
+        restarted = fit(run, tiny_data, "--ckpt_path=auto", "--start_over=true", "--trainer.max_steps=4")
+    assert restarted.trainer.global_step == 4
