@@ -1,4 +1,5 @@
-"""Project-wide rules: the layering contract of DESIGN.md, lint (one Lightning import path), packaging."""
+"""Project-wide rules: the layering contract of docs/architecture.md, lint (one Lightning import path),
+packaging."""
 
 import shutil
 import subprocess

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from sciml.core.errors import DataFormatError
-from sciml.data.captures import (
+from sciml.data.formats.capture import (
     Capture,
     check_number,
     check_pose,

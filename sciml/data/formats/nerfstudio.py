@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from sciml.core.errors import DataFormatError
-from sciml.data.captures import (
+from sciml.data.formats.capture import (
     Capture,
     check_number,
     check_pose,
