@@ -27,8 +27,12 @@ Optimizer (choices): Adam with a larger learning rate for the feature planes (``
 field's small networks (``lr``) and the prior (``prior_lr``), all decayed by ``lr_decay`` over training.
 ``num_samples`` stratified samples per ray (jittered in training, bin midpoints in evaluation).
 
-Validation renders each held-out image in chunks of ``eval_chunk`` rays and logs PSNR and SSIM
-(:mod:`sciml.metrics.images`); the first ``render_count`` images are saved next to the truth as PNGs.
+Validation renders each held-out image at its own time, in chunks of ``eval_chunk`` rays, and logs the
+mean PSNR and SSIM over the views (:mod:`sciml.metrics.images`); the per-view scores are written to
+``plots/<stage>/views_epoch<N>.csv`` and the first ``render_count`` images (those rank 0 evaluates) are
+saved next to the truth as PNGs. Evaluation draws no random numbers (samples at the bin midpoints) and
+counts each view once however many processes share the split (:mod:`sciml.tasks.gathering`), so its
+numbers do not depend on the number of processes or devices.
 When the capture has a ``video`` split (one camera through consecutive times; the generated scene writes
 one) its frames are rendered and scored by :func:`sciml.metrics.images.temporal_consistency` (mean
 absolute error of the frame-to-frame change, 0 for a perfect video) and saved as a GIF beside the truth;
@@ -61,6 +65,10 @@ from sciml.nn.planes import FeaturePlanes
 from sciml.rendering import clip_near_far, sample_points, stratified_samples, uniform_bins, volume_render
 from sciml.tasks import plots
 from sciml.tasks.checkpointing import InjectedNetCheckpoint
+from sciml.tasks.gathering import gather_unique
+
+#: Columns of the per-view table of an evaluation (``plots/<stage>/views_epoch<N>.csv``).
+VIEW_COLUMNS = ("view", "time", "psnr", "ssim")
 
 
 class ShadeTask(InjectedNetCheckpoint):
@@ -327,10 +335,11 @@ class ShadeTask(InjectedNetCheckpoint):
         scores = torch.stack(
             [
                 torch.tensor(float(index), device=target.device),
+                torch.tensor(time, device=target.device),
                 psnr(prediction[None], target[None])[0],
                 ssim(prediction[None], target[None])[0],
             ]
-        )
+        )  # (4,): one row of the view table (VIEW_COLUMNS)
         self._scores.append(scores)
         if (
             self.trainer.is_global_zero
@@ -356,13 +365,10 @@ class ShadeTask(InjectedNetCheckpoint):
     def _epoch_end(self, prefix: str) -> None:
         if not self._scores:
             return
-        rows = torch.stack(self._scores)
+        table = gather_unique(self, torch.stack(self._scores)).cpu()  # (views, 4), padding repeats once
         self._scores = []
-        if self.trainer.world_size > 1:
-            rows = self.all_gather(rows).reshape(-1, rows.shape[-1])
-        unique = {int(row[0]): row for row in rows.cpu()}  # padding repeats count once
-        table = torch.stack([unique[i] for i in sorted(unique)])
-        mean_psnr, mean_ssim = table[:, 1].mean().item(), table[:, 2].mean().item()
+        mean_psnr, mean_ssim = table[:, 2].mean().item(), table[:, 3].mean().item()
+        # Identical on every rank after the gather; sync_dist only keeps Lightning's DDP check quiet.
         self.log(f"{prefix}/psnr", mean_psnr, prog_bar=True, sync_dist=True)
         self.log(f"{prefix}/ssim", mean_ssim, sync_dist=True)
         if self.trainer.sanity_checking:
@@ -381,6 +387,7 @@ class ShadeTask(InjectedNetCheckpoint):
             self.summary["training stage"] = self.stage
             self.summary["prior parameters"] = sum(p.numel() for p in self.prior.parameters())
         if self.trainer.is_global_zero:
+            _write_view_table(table, directory / f"views_epoch{self.current_epoch:04d}.csv")
             self._render_videos(prefix, directory)
         self.summary["renders"] = str(directory)
 
@@ -432,6 +439,17 @@ class ShadeTask(InjectedNetCheckpoint):
             directory / f"view{index:03d}_epoch{self.current_epoch:04d}.png",
             title=f"{prefix} view {index}, t = {time:.3f}",
         )
+
+
+def _write_view_table(table: Tensor, path: Path) -> None:
+    """The per-view scores ``(views, 4)`` as CSV (VIEW_COLUMNS; ``inf`` PSNR for an exact view)."""
+    lines = [",".join(VIEW_COLUMNS)]
+    lines += [
+        f"{int(index)},{time!r},{value_psnr!r},{value_ssim!r}"
+        for index, time, value_psnr, value_ssim in table.tolist()
+    ]
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
 
 
 def _to_uint8(frames: Tensor) -> list[np.ndarray]:
