@@ -34,6 +34,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
+from sciml.core.errors import ConfigError
 from sciml.metrics.turbulence import (
     first_step_above,
     relative_l2,
@@ -43,13 +44,19 @@ from sciml.metrics.turbulence import (
 from sciml.physics.statistics import energy_spectrum, kinetic_energy
 from sciml.tasks import plots
 from sciml.tasks.checkpointing import InjectedNetCheckpoint
+from sciml.tasks.gathering import gather_unique
 
 
 class SurrogateTask(InjectedNetCheckpoint):
     """Trains ``net: (B, C, T_in, X, Y, Z) -> (B, C, X, Y, Z)`` as a one-step field surrogate.
 
+    ``setup`` checks the data module's fields against the network (3-D, grid, channels, input window) and
+    raises a ConfigError naming the network's config key and the data file on a mismatch. After each
+    evaluation epoch, ``summary`` holds the headline numbers and ``rollout_curves`` the per-step curves.
+
     Args:
-        net: the network; must expose ``in_channels`` (C) and ``in_steps`` (T_in).
+        net: the network; must expose ``in_channels`` (C) and ``in_steps`` (T_in), and ``out_channels`` and
+            ``grid_shape`` (X, Y, Z) when it has them.
         lr: peak learning rate of AdamW.
         weight_decay: AdamW weight decay.
         warmup_steps: linear warm-up length in optimizer steps, then cosine decay to ``lr * min_lr_ratio``.
@@ -87,24 +94,66 @@ class SurrogateTask(InjectedNetCheckpoint):
         self._rollouts: list[dict[str, Tensor]] = []
         self._one_step: list[Tensor] = []
         self.summary: dict[str, object] = {}
+        #: Per-step rollout curves (``rel_l2``, ``spectrum_error``, ...) of each evaluated trajectory, rows in
+        #: trajectory-index order, ``(R, steps)``; NaN after a divergence.
+        self.rollout_curves: dict[str, np.ndarray] = {}
 
     # ------------------------------------------------------------------ setup and the physical-units step
     def setup(self, stage: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)
         normalization = getattr(datamodule, "normalization", None)
+        if normalization is None:
+            return
+        # A data module with statistics describes its fields (sciml.data.fields.FieldDataModule.field_info).
+        self._check_data_fits_net(datamodule.field_info)
         # Fitting always takes the data's statistics; evaluation keeps those stored in the checkpoint.
-        if normalization is None or (stage != "fit" and bool(self.statistics_ready)):
+        if stage != "fit" and bool(self.statistics_ready):
             return
         mean, std = normalization["mean"], normalization["std"]
-        if mean.shape != self.field_mean.shape:
-            raise ValueError(
-                f"the data has {mean.numel()} channels {datamodule.field_info.get('channel_names')}, "
-                f"but model.init_args.net.init_args.in_channels is {self.field_mean.numel()}"
-            )
         self.field_mean.copy_(mean)
         self.field_std.copy_(std)
         self.domain_lengths.copy_(torch.as_tensor(datamodule.field_info["lengths"], dtype=torch.float32))
         self.statistics_ready.fill_(True)
+
+    def _check_data_fits_net(self, info: dict) -> None:
+        """Raise a ConfigError naming the network's config key and the data file when the data's spatial
+        dimensions, grid, channels or input window do not fit the network: otherwise the mismatch surfaces
+        as a shape error deep inside the network at the first batch."""
+        key = "model.init_args.net.init_args."
+        source = info["path"]
+        dims, grid = list(info["spatial_dims"]), [int(n) for n in info["grid_shape"]]
+        channels = list(info["channel_names"])
+        net_grid = getattr(self.net, "grid_shape", None)  # only networks bound to one grid declare it
+        if len(dims) != 3:
+            # The task itself is 3-D (spectra, kinetic energy, (B, C, X, Y, Z) fields) whatever the network.
+            raise ConfigError(
+                key + "grid_shape" if net_grid is not None else "data.init_args.path",
+                f"the surrogate works on 3-D fields, but {source} holds {len(dims)}-D fields over "
+                f"({', '.join(dims)}) on a {grid} grid",
+            )
+        if net_grid is not None and [int(n) for n in net_grid] != grid:
+            raise ConfigError(
+                key + "grid_shape",
+                f"is {[int(n) for n in net_grid]}, but {source} has a {grid} grid over ({', '.join(dims)})",
+            )
+        if len(channels) != self.field_mean.numel():
+            raise ConfigError(
+                key + "in_channels",
+                f"is {self.field_mean.numel()}, but {source} serves {len(channels)} channels {channels}",
+            )
+        # The prediction is compared with the next frame and fed back as input: it needs every channel.
+        out_channels = getattr(self.net, "out_channels", len(channels))
+        if int(out_channels) != len(channels):
+            raise ConfigError(
+                key + "out_channels",
+                f"is {out_channels}, but {source} serves {len(channels)} channels {channels}",
+            )
+        if int(info["t_in"]) != self.in_steps:
+            raise ConfigError(
+                key + "in_steps",
+                f"is {self.in_steps}, but the data module serves windows of {info['t_in']} input frames "
+                f"of {source} (data.init_args.t_in)",
+            )
 
     def forward(self, window: Float[Tensor, "B C T X Y Z"]) -> Float[Tensor, "B C X Y Z"]:
         """Advance physical fields by one step: standardize, apply the network, restore units."""
@@ -178,13 +227,6 @@ class SurrogateTask(InjectedNetCheckpoint):
         index = batch["index"].to(errors.dtype)
         self._one_step.append(torch.stack([index, errors.detach(), persistence], dim=1))  # (B, 3)
 
-    def _unique_over_ranks(self, rows: Tensor) -> Tensor:
-        """Rows ``(index, values...)`` of every rank, each index once, sorted by index."""
-        if self.trainer.world_size > 1:
-            rows = self.all_gather(rows).reshape(-1, rows.shape[-1])  # (world, n, k) -> (world * n, k)
-        unique = {int(row[0]): row for row in rows.cpu()}
-        return torch.stack([unique[index] for index in sorted(unique)])
-
     @torch.no_grad()
     def _evaluate_rollout(self, trajectory: Float[Tensor, "B C T X Y Z"]) -> dict[str, Tensor]:
         """Roll out one trajectory from its first window, step by step, stopping at divergence."""
@@ -230,7 +272,7 @@ class SurrogateTask(InjectedNetCheckpoint):
         one_step, self._one_step = self._one_step, []
         one_step_error = persistence_error = float("nan")
         if one_step:
-            rows = self._unique_over_ranks(torch.cat(one_step))
+            rows = gather_unique(self, torch.cat(one_step)).cpu()
             one_step_error, persistence_error = rows[:, 1].mean().item(), rows[:, 2].mean().item()
             # Identical on every rank after the gather; sync_dist only keeps Lightning's DDP check quiet.
             self.log(f"{prefix}/rel_l2", one_step_error, prog_bar=True, sync_dist=True)
@@ -251,9 +293,10 @@ class SurrogateTask(InjectedNetCheckpoint):
                 for r in rollouts
             ]
         ).to(self.device)
-        packed = self._unique_over_ranks(packed)
+        packed = gather_unique(self, packed).cpu()
         curve_values = packed[:, 2:].reshape(len(packed), len(names), -1).numpy()  # (R, n_curves, steps)
         curves = {name: curve_values[:, i] for i, name in enumerate(names)}
+        self.rollout_curves = curves
         mean_curves = {
             name: np.nanmean(values, axis=0) if np.isfinite(values).any() else values[0]
             for name, values in curves.items()

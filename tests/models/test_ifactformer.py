@@ -208,12 +208,18 @@ def test_runs_under_bfloat16_autocast():
     model = tiny()
     x = tiny_input()
     reference = model(x)
+    reference.square().mean().backward()
+    reference_grads = {name: p.grad.clone() for name, p in model.named_parameters()}
+    model.zero_grad()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         y = model(x)
     # bfloat16 keeps ~3 significant digits (measured 0.3 %; 10 % when the Fourier phases were in bfloat16)
     assert torch.linalg.vector_norm(y.float() - reference) < 0.02 * torch.linalg.vector_norm(reference)
     y.float().square().mean().backward()
-    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+    # Every gradient close to its float32 value (worst parameter measured 2.6 %, 3.4 % at other seeds).
+    for name, p in model.named_parameters():
+        error = torch.linalg.vector_norm(p.grad - reference_grads[name])
+        assert error < 0.1 * torch.linalg.vector_norm(reference_grads[name]), name
     # phases of hundreds of radians stay in float32 under autocast
     with torch.autocast("cpu", dtype=torch.bfloat16):
         features = model.fourier(torch.stack(torch.meshgrid(*model.coords, indexing="ij"), dim=-1))

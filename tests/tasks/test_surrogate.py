@@ -1,13 +1,23 @@
-"""SurrogateTask: loss, overfitting one batch, rollout diagnostics (including divergence), checkpoints."""
+"""SurrogateTask: loss, overfitting one batch, rollout diagnostics (including divergence), checkpoints,
+known answers of the evaluation path (persistence and exact models on a field with a closed-form
+evolution), and data that does not fit the network."""
 
 import math
+from pathlib import Path
 
+import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
+from field_fixtures import make_well_fixture, periodic_coords
 from torch import nn
 from torch.utils.data import DataLoader
 
+from sciml.cli import main
+from sciml.core.errors import ConfigError
+from sciml.data.fields import FieldDataModule
+from sciml.data.formats.well import write_well
+from sciml.metrics.turbulence import relative_l2
 from sciml.models.ifactformer import IFactFormer
 from sciml.physics.hit import simulate_forced_hit
 from sciml.tasks.surrogate import SurrogateTask
@@ -123,20 +133,10 @@ def test_rollout_reports_divergence_instead_of_crashing(flow):
     result = task._evaluate_rollout(flow.unsqueeze(0))
     # Energies grow like 9^n against a roughly stationary truth: 9 < 10 at step 1, 81 > 10 at step 2.
     assert int(result["diverged_at"]) == 1
-    assert torch.isfinite(result["curves"]["rel_l2"][:1]).all()
+    # Step 1 predicts 3 u(0) (default statistics: mean 0, std 1) against the truth u(1).
+    first = (3 * flow[:, 0] - flow[:, 1]).norm() / flow[:, 1].norm()
+    torch.testing.assert_close(result["curves"]["rel_l2"][0], first)
     assert torch.isnan(result["curves"]["rel_l2"][1:]).all()
-
-
-def test_identity_rollout_has_zero_error_against_itself():
-    class Persistence(Exploding):
-        def forward(self, x):
-            return x[:, :, -1]
-
-    constant = torch.randn(3, 1, *GRID).expand(3, 5, *GRID).clone()
-    result = SurrogateTask(Persistence(), residual=False)._evaluate_rollout(constant.unsqueeze(0))
-    assert int(result["diverged_at"]) == -1
-    assert result["curves"]["rel_l2"].abs().max() < 1e-6
-    assert result["curves"]["spectrum_error"].abs().max() < 1e-5
 
 
 class TinyFlowData(pl.LightningDataModule):
@@ -146,7 +146,15 @@ class TinyFlowData(pl.LightningDataModule):
         super().__init__()
         self.flow = flow
         self.normalization = {"mean": flow.mean(dim=(1, 2, 3, 4)), "std": flow.std(dim=(1, 2, 3, 4))}
-        self.field_info = {"channel_names": ["u", "v", "w"], "lengths": TWO_PI, "dt": 0.05}
+        self.field_info = {
+            "channel_names": ["u", "v", "w"],
+            "spatial_dims": ["x", "y", "z"],
+            "grid_shape": list(flow.shape[-3:]),
+            "lengths": TWO_PI,
+            "dt": 0.05,
+            "t_in": 1,
+            "path": "memory",
+        }
 
     def train_dataloader(self):
         batch = one_step_batch(self.flow, 4)
@@ -178,8 +186,14 @@ def test_fit_writes_plots_summary_and_a_checkpoint_that_loads_without_config(flo
         assert (tmp_path / "plots" / "val" / name).stat().st_size > 1000
     summary = task.summary
     assert summary["rollout_steps_evaluated"] == 11
-    assert 0 <= summary["rollout_steps_within_spectrum_tolerance"] <= 11
-    assert math.isfinite(summary["one_step_rel_l2"])
+    # The summary's one-step numbers are the relative L2 errors of the final weights on the 4 windows.
+    batch = one_step_batch(flow, 4)
+    with torch.no_grad():
+        prediction = task(batch["input"])
+    truth, last_input = batch["target"][:, :, 0], batch["input"][:, :, -1]
+    one_step, persistence = relative_l2(prediction, truth).mean(), relative_l2(last_input, truth).mean()
+    assert summary["one_step_rel_l2"] == pytest.approx(one_step.item(), rel=1e-5)
+    assert summary["persistence_rel_l2"] == pytest.approx(persistence.item(), rel=1e-6)
 
     checkpoint = tmp_path / "task.ckpt"
     trainer.save_checkpoint(checkpoint)
@@ -188,3 +202,231 @@ def test_fit_writes_plots_summary_and_a_checkpoint_that_loads_without_config(flo
     window = flow[:, :1].unsqueeze(0)
     with torch.no_grad():
         torch.testing.assert_close(restored(window), task(window))
+
+
+# -------------------------------------------------------------------------------------- known answers
+# A field that grows linearly in time, u_b(t_n) = (n + 1) a_b with a random field a_b per trajectory b,
+# makes every error of the persistence model a closed form independent of a_b: predicting u(t_m) for
+# u(t_n) is off by |n - m| / (n + 1) in relative L2, by the factor ((m + 1) / (n + 1))^2 in every energy
+# spectrum shell and in kinetic energy. Linear extrapolation from two frames, 2 u(t_n) - u(t_{n-1}),
+# predicts it exactly. The models see standardized fields; both rules commute with a per-channel affine
+# map (their weights sum to 1), so they hold in physical units too.
+KNOWN_STEPS = 7
+KNOWN_GRID = (6, 6, 6)
+KNOWN_T_IN = 2
+# Rollouts start from frames 0 and 1 and predict frames 2 .. 6.
+ROLLOUT_STEPS = KNOWN_STEPS - KNOWN_T_IN
+
+
+class Persistence(nn.Module):
+    """Predicts no change: the next field is the last input field (``residual=False``)."""
+
+    in_channels, out_channels, in_steps = 3, 3, KNOWN_T_IN
+
+    def forward(self, x):
+        return x[:, :, -1]
+
+
+class LinearExtrapolation(Persistence):
+    """The exact rule of the growing field: the next field (or, ``residual``, its increment)."""
+
+    def __init__(self, residual: bool):
+        super().__init__()
+        self.residual = residual
+
+    def forward(self, x):
+        increment = x[:, :, -1] - x[:, :, -2]
+        return increment if self.residual else x[:, :, -1] + increment
+
+
+@pytest.fixture(scope="module")
+def growing_flow(tmp_path_factory) -> Path:
+    """4 trajectories of the growing field; the data module below makes 0 train, 1-2 val, 3 test."""
+    rng = np.random.default_rng(7)
+    amplitude = rng.standard_normal((4, 1, *KNOWN_GRID, 3)) + np.array([1.0, -2.0, 0.5])
+    growth = np.arange(1, KNOWN_STEPS + 1).reshape(1, -1, 1, 1, 1, 1)
+    path = tmp_path_factory.mktemp("growing") / "growing.h5"
+    write_well(
+        path,
+        time=0.1 * np.arange(KNOWN_STEPS),
+        coords=periodic_coords(KNOWN_GRID, TWO_PI),
+        t1_fields={"velocity": amplitude * growth},
+        dataset_name="linear_growth",
+    )
+    return path
+
+
+def evaluate(task: SurrogateTask, path: Path, root: Path, stage: str = "validate", t_out: int = 1) -> dict:
+    """Run ``Trainer.validate`` or ``Trainer.test`` on ``path``; returns the logged metrics."""
+    data = FieldDataModule(
+        str(path), t_in=KNOWN_T_IN, t_out=t_out, val_trajectories=2, test_trajectories=1, batch_size=2
+    )
+    trainer = pl.Trainer(
+        default_root_dir=root,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+    )
+    getattr(trainer, stage)(task, datamodule=data, verbose=False)
+    return {name: float(value) for name, value in trainer.callback_metrics.items()}
+
+
+def one_step_persistence_error(t_out: int) -> tuple[float, float]:
+    """(one-step error of the persistence model, persistence error) over the windows of one trajectory.
+
+    The window starting at frame s has inputs s, s+1 and targets s+2 .. s+1+t_out; persistence predicts
+    frame s+1 for all of them.
+    """
+    starts = range(KNOWN_STEPS - (KNOWN_T_IN + t_out) + 1)
+    chained = [np.mean([(j + 1) / (s + 3 + j) for j in range(t_out)]) for s in starts]
+    first_target = [1 / (s + 3) for s in starts]
+    return float(np.mean(chained)), float(np.mean(first_target))
+
+
+@pytest.mark.parametrize("t_out", [1, 2])
+def test_persistence_model_reports_the_closed_form_errors(growing_flow, tmp_path, t_out):
+    task = SurrogateTask(Persistence(), residual=False, spectrum_tolerance=0.6)
+    metrics = evaluate(task, growing_flow, tmp_path, t_out=t_out)
+    one_step, persistence = one_step_persistence_error(t_out)
+    # With t_out = 2 the one-step error averages two chained steps; the baseline uses the first target only.
+    assert metrics["val/rel_l2"] == pytest.approx(one_step, rel=1e-5)
+    assert metrics["val/persistence_rel_l2"] == pytest.approx(persistence, rel=1e-5)
+
+    # The rollout keeps predicting frame 1 (= 2 a); step k's truth is frame k + 2 (= (k + 3) a).
+    k = np.arange(ROLLOUT_STEPS)
+    energy_ratio = (2 / (k + 3)) ** 2
+    expected = {
+        "rel_l2": (k + 1) / (k + 3),
+        "spectrum_error": 1 - energy_ratio,
+        "kinetic_energy_drift": energy_ratio - 1,
+        "rms_drift": 2 / (k + 3) - 1,
+    }
+    for name, curve in expected.items():
+        # One row per validation trajectory (1 and 2), each with the same closed form.
+        np.testing.assert_allclose(
+            task.rollout_curves[name], np.stack([curve, curve]), rtol=1e-5, err_msg=name
+        )
+    assert metrics["val/rollout_rel_l2_final"] == pytest.approx(expected["rel_l2"][-1], rel=1e-5)
+    # Spectrum errors 5/9, 3/4, ...: only the first step is within the tolerance 0.6.
+    assert metrics["val/rollout_steps_within_spectrum_tolerance"] == 1
+    assert task.summary["diverged_trajectories"] == "0 of 2"
+
+
+@pytest.mark.parametrize(
+    "stage, residual, t_out",
+    [("validate", False, 1), ("validate", True, 2), ("test", True, 1), ("test", False, 2)],
+)
+def test_exact_model_has_zero_error_at_every_rollout_step(growing_flow, tmp_path, stage, residual, t_out):
+    task = SurrogateTask(LinearExtrapolation(residual), residual=residual)
+    metrics = evaluate(task, growing_flow, tmp_path, stage, t_out)
+    prefix, trajectories = ("val", 2) if stage == "validate" else ("test", 1)
+    # With t_out = 2 both chained steps must meet their own target frame.
+    assert metrics[f"{prefix}/rel_l2"] < 1e-6
+    # The data does move: the baseline is the closed form, far from 0.
+    baseline = one_step_persistence_error(t_out)[1]
+    assert metrics[f"{prefix}/persistence_rel_l2"] == pytest.approx(baseline, rel=1e-5)
+    for name in ("rel_l2", "spectrum_error", "kinetic_energy_drift", "rms_drift"):
+        curve = task.rollout_curves[name]
+        assert curve.shape == (trajectories, ROLLOUT_STEPS), name
+        assert np.abs(curve).max() < 1e-5, (name, curve)
+    assert metrics[f"{prefix}/rollout_steps_within_spectrum_tolerance"] == ROLLOUT_STEPS
+    assert metrics[f"{prefix}/rollout_diverged_trajectories"] == 0
+
+
+# -------------------------------------------------------------------------------------- data vs network
+NET_KEY = "config key 'model.init_args.net.init_args"
+
+
+def write_2d_well(path: Path) -> None:
+    """A 2-D Well file with three channels (pressure, velocity_x, velocity_y) on an 8 x 6 grid."""
+    rng = np.random.default_rng(0)
+    write_well(
+        path,
+        time=np.arange(4.0),
+        coords={"x": np.arange(8) / 8, "y": np.arange(6) / 6},
+        t0_fields={"pressure": rng.standard_normal((3, 4, 8, 6))},
+        t1_fields={"velocity": rng.standard_normal((3, 4, 8, 6, 2))},
+        dataset_name="flat",
+    )
+
+
+@pytest.mark.parametrize(
+    "case, net_args, data_args, expected",
+    [
+        (
+            "dims",
+            {"grid_shape": (8, 6, 4)},
+            {},
+            "grid_shape': the surrogate works on 3-D fields, but {path} holds 2-D fields over (x, y) on a "
+            "[8, 6] grid",
+        ),
+        (
+            "grid",
+            {"grid_shape": (8, 8, 8)},
+            {},
+            "grid_shape': is [8, 8, 8], but {path} has a [8, 6, 4] grid over (x, y, z)",
+        ),
+        (
+            "channels",
+            {"grid_shape": (8, 6, 4)},
+            {"fields": ["velocity", "pressure"]},
+            "in_channels': is 3, but {path} serves 4 channels "
+            "['velocity_x', 'velocity_y', 'velocity_z', 'pressure']",
+        ),
+        (
+            "out_channels",
+            {"grid_shape": (8, 6, 4), "out_channels": 1},
+            {"fields": ["velocity"]},
+            "out_channels': is 1, but {path} serves 3 channels ['velocity_x', 'velocity_y', 'velocity_z']",
+        ),
+        (
+            "window",
+            {"grid_shape": (8, 6, 4), "in_steps": 2},
+            {"fields": ["velocity"]},
+            "in_steps': is 2, but the data module serves windows of 1 input frames of {path} "
+            "(data.init_args.t_in)",
+        ),
+    ],
+)
+def test_data_that_does_not_fit_the_network_names_the_key_and_the_file(
+    tmp_path, case, net_args, data_args, expected
+):
+    path = tmp_path / "fields.h5"
+    if case == "dims":
+        write_2d_well(path)
+    else:
+        make_well_fixture(path, shape=(8, 6, 4))  # pressure and velocity: 4 channels
+    task = SurrogateTask(tiny_net(**net_args))
+    trainer = pl.Trainer(max_steps=1, logger=False, enable_progress_bar=False, accelerator="cpu")
+    with pytest.raises(ConfigError) as error:
+        trainer.fit(task, datamodule=FieldDataModule(str(path), batch_size=1, **data_args))
+    assert str(error.value) == f"{NET_KEY}.{expected.format(path=path)}"
+
+
+def test_the_cli_reports_a_grid_mismatch_in_one_line(tmp_path, monkeypatch, capsys):
+    shipped = Path(__file__).resolve().parents[2] / "configs" / "turbulence.yaml"  # a 16^3 network
+    monkeypatch.chdir(tmp_path)
+    make_well_fixture(tmp_path / "flow.h5", shape=(8, 8, 8), pressure=False)
+    with pytest.raises(SystemExit) as stop:
+        main(["fit", "--config", str(shipped), "--data.init_args.path=flow.h5", "--trainer.accelerator=cpu"])
+    assert stop.value.code == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.splitlines()[-1] == (
+        "error: config key 'model.init_args.net.init_args.grid_shape': is [16, 16, 16], but flow.h5 has a "
+        "[8, 8, 8] grid over (x, y, z)"
+    )
+
+
+def test_a_network_without_a_grid_still_needs_3d_data(tmp_path):
+    path = tmp_path / "flat.h5"
+    write_2d_well(path)
+    trainer = pl.Trainer(max_steps=1, logger=False, enable_progress_bar=False, accelerator="cpu")
+    with pytest.raises(ConfigError) as error:
+        trainer.fit(SurrogateTask(Persistence()), datamodule=FieldDataModule(str(path), t_in=KNOWN_T_IN))
+    # The task's spectra and energies are 3-D: with no grid key in the network, the data path is at fault.
+    assert str(error.value) == (
+        f"config key 'data.init_args.path': the surrogate works on 3-D fields, but {path} holds 2-D fields "
+        "over (x, y) on a [8, 6] grid"
+    )
