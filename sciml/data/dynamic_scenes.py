@@ -75,7 +75,9 @@ Sizes. The default 64 x 64 images keep CPU training fast; D-NeRF's scenes are 80
 half resolution). Determinism: only the cameras are random, drawn from
 ``numpy.random.SeedSequence([seed, stream])`` (one stream per split, one for the sparse cameras); the
 scene itself is fixed. The same arguments give the same bytes (same numpy, zlib and platform). The
-whole dataset folder is written atomically (built in a temporary sibling, then renamed).
+whole dataset folder is written atomically (built in a temporary sibling, then renamed): a killed run
+leaves no folder, so the next start generates it again, and that write first removes the killed run's
+temporary sibling (:func:`sciml.core.atomic.remove_stale_temporaries`).
 """
 
 from __future__ import annotations

@@ -55,7 +55,7 @@ from pytorch_lightning.callbacks import BasePredictionWriter
 from pytorch_lightning.utilities import rank_zero_warn
 from torch.utils.data import DataLoader, Dataset
 
-from sciml.core.atomic import atomic_path
+from sciml.core.atomic import atomic_path, is_temporary, remove_stale_temporaries
 from sciml.core.errors import ConfigError, DataFormatError, DatasetNotFoundError
 from sciml.data.formats.base import Channel, FieldReader, SourceInfo
 from sciml.data.formats.well import SUFFIXES as WELL_SUFFIXES
@@ -438,7 +438,8 @@ class FieldDataModule(pl.LightningDataModule):
         stats_path: where the normalization statistics live (default ``<stem>.stats.json`` beside the data).
         full_check_bytes: sources up to this size are checked for NaN/Inf in full when statistics are made.
         generator, generator_args: a built-in generator (``"forced_hit"``) that ``prepare_data`` runs when
-            ``path`` does not exist; without one, a missing path is a DatasetNotFoundError.
+            ``path`` does not exist or holds an interrupted generation; without one, a missing path is a
+            DatasetNotFoundError.
         shuffle_seed: seed of the per-epoch training permutation.
     """
 
@@ -490,23 +491,59 @@ class FieldDataModule(pl.LightningDataModule):
 
     # ------------------------------------------------------------------ preparation (rank 0 only)
     def prepare_data(self) -> None:
-        """Generate the dataset if it is missing and a generator is configured; make the statistics."""
-        if not self.path.exists():
-            if self.hparams.generator is None:
-                raise DatasetNotFoundError(self.path, make_command(self.path))
-            from sciml.data.generate import generate_for_path
+        """Generate what the configured generator has not finished writing; make the statistics.
 
-            generate_for_path(self.path, self.hparams.generator, self.hparams.generator_args or {})
+        First removes what killed atomic writes left in the data folder (see :mod:`sciml.core.atomic`).
+        With a generator, a missing path is generated, and so is a directory holding an interrupted
+        generation: some output the generator writes there is missing and nothing else is in it (see
+        :meth:`_generation_leftovers`).
+        """
+        hp = self.hparams
+        remove_stale_temporaries(self.path if self.path.is_dir() else self.path.parent)
+        if hp.generator is None:
+            if not self.path.exists():
+                raise DatasetNotFoundError(self.path, make_command(self.path))
+        else:
+            from sciml.data.generate import generate_for_path, planned_outputs
+
+            outputs = planned_outputs(self.path, hp.generator_args or {})
+            missing = [target.name for target in outputs.values() if not target.exists()]
+            foreign = self._generation_leftovers(outputs)
+            if missing and not foreign:
+                generate_for_path(self.path, hp.generator, hp.generator_args or {})
+            elif missing:
+                self._check_foreign_source(missing, foreign)
         # Statistics on this rank first, so other ranks find them in the stats file.
         self._open()
 
+    def _generation_leftovers(self, outputs: dict[str, Path]) -> list[str]:
+        """Entries of a directory ``path`` that the generator did not write (none for a file path).
+
+        The generator writes its outputs, and sciml their statistics files; temporaries of atomic writes
+        that are still running (the stale ones are gone by now) are sciml's as well.
+        """
+        if not self.path.is_dir() or self.path in outputs.values():
+            return []
+        own = {target.name for target in outputs.values()}
+        own |= {f"{target.stem}.stats.json" for target in outputs.values()}  # default_stats_path
+        return sorted(p.name for p in self.path.iterdir() if p.name not in own and not is_temporary(p.name))
+
+    def _check_foreign_source(self, missing: list[str], foreign: list[str]) -> None:
+        """A folder with content of its own is the user's data: fine if it is a field source, else explain."""
+        try:
+            resolve_source(self.path, self.hparams.file_format)
+        except DataFormatError as error:
+            raise DataFormatError(
+                self.path,
+                None,
+                f"holds {', '.join(foreign)} but not {', '.join(missing)} (what generator "
+                f"{self.hparams.generator!r} writes there) nor any other field source ({error.problem}); "
+                "sciml generates only into a folder that holds nothing but the generator's outputs: move "
+                "those entries away to have it generated there, or set 'path' to your data",
+            ) from error
+
     def setup(self, stage: str | None = None) -> None:
-        if (
-            self.reader is None
-            and not self.path.exists()
-            and self.hparams.generator is not None
-            and self.trainer is None
-        ):
+        if self.reader is None and self.hparams.generator is not None and self.trainer is None:
             self.prepare_data()  # used outside a Trainer: nobody else calls prepare_data
         self._open()
 

@@ -3,7 +3,9 @@
 ``python -m sciml.data.generate --out data/turbulence`` runs :func:`sciml.physics.hit.simulate_forced_hit`
 (pseudo-spectral DNS of forced HIT, filtered to the LES grid) and writes the same trajectories twice:
 ``<out>/turbulence.h5`` (The Well schema) and ``<out>/turbulence.zarr`` (zarr v3 / xarray). Both are
-deterministic for a seed (same bytes on a rerun) and written atomically.
+deterministic for a seed (same bytes on a rerun) and written atomically, so an output that exists is
+complete: :func:`generate_for_path` makes only the missing ones, which lets a data module finish a
+generation that was interrupted between the two writes.
 
 The defaults below make the embedded default dataset of ``configs/turbulence.yaml``; they are chosen to
 finish within about 3 minutes on 2 CPU cores (see datasets/turbulence/README.md for the measurement).
@@ -30,6 +32,8 @@ from sciml.data.formats.zarr_store import SUFFIX as ZARR_SUFFIX
 from sciml.data.formats.zarr_store import write_zarr
 
 DATASET_NAME = "forced_hit_les"
+DEFAULT_STEM = "turbulence"
+FORMATS = ("hdf5", "zarr")
 
 #: Simulation settings of the embedded default dataset (arguments of simulate_forced_hit; ``nu=None``
 #: lets the solver pick ``k_max eta = 1`` on the DNS grid). Any other argument of simulate_forced_hit
@@ -50,8 +54,8 @@ DEFAULTS: dict[str, Any] = {
 def make_turbulence_dataset(
     out: str | Path,
     *,
-    name: str = "turbulence",
-    formats: Sequence[str] = ("hdf5", "zarr"),
+    name: str = DEFAULT_STEM,
+    formats: Sequence[str] = FORMATS,
     hdf5_suffix: str = ".h5",
     progress: Callable[..., Any] | None = None,
     device: str = "cpu",
@@ -64,12 +68,7 @@ def make_turbulence_dataset(
     """
     from sciml.physics.hit import simulate_forced_hit
 
-    formats = tuple(formats)
-    for fmt in formats:
-        if fmt not in ("hdf5", "zarr"):
-            raise ConfigError("formats", f"must name 'hdf5' and/or 'zarr', got {fmt!r}")
-    if hdf5_suffix not in WELL_SUFFIXES:
-        raise ConfigError("hdf5_suffix", f"must be one of {WELL_SUFFIXES}, got {hdf5_suffix!r}")
+    targets = output_paths(out, name, formats, hdf5_suffix)
     accepted = set(inspect.signature(simulate_forced_hit).parameters) - {"progress", "device"}
     unknown = set(simulation) - accepted
     if unknown:
@@ -77,7 +76,6 @@ def make_turbulence_dataset(
     settings = {**DEFAULTS, **simulation}
     sim = simulate_forced_hit(**settings, device=device, progress=progress)
 
-    out = Path(out)
     # Coordinates and times in float64 from their definitions (x_i = i L / n, t_j = j snapshot_dt) rather
     # than the solver's float32 copies, so lengths and dt read back exactly.
     lengths = [float(v) for v in sim.parameters.get("lengths", [2 * math.pi] * 3)]
@@ -97,15 +95,24 @@ def make_turbulence_dataset(
         "attrs": statistics,
     }
     written: dict[str, Path] = {}
-    if "hdf5" in formats:
-        written["hdf5"] = write_well(
-            out / f"{name}{hdf5_suffix}", t1_fields={"velocity": sim.velocity}, **common
-        )
-    if "zarr" in formats:
-        written["zarr"] = write_zarr(
-            out / f"{name}{ZARR_SUFFIX}", fields={"velocity": sim.velocity}, **common
-        )
+    if "hdf5" in targets:
+        written["hdf5"] = write_well(targets["hdf5"], t1_fields={"velocity": sim.velocity}, **common)
+    if "zarr" in targets:
+        written["zarr"] = write_zarr(targets["zarr"], fields={"velocity": sim.velocity}, **common)
     return written
+
+
+def output_paths(
+    out: str | Path, name: str = DEFAULT_STEM, formats: Sequence[str] = FORMATS, hdf5_suffix: str = ".h5"
+) -> dict[str, Path]:
+    """What :func:`make_turbulence_dataset` writes for these arguments, by format."""
+    for fmt in formats:
+        if fmt not in FORMATS:
+            raise ConfigError("formats", f"must name 'hdf5' and/or 'zarr', got {fmt!r}")
+    if hdf5_suffix not in WELL_SUFFIXES:
+        raise ConfigError("hdf5_suffix", f"must be one of {WELL_SUFFIXES}, got {hdf5_suffix!r}")
+    suffixes = {"hdf5": hdf5_suffix, "zarr": ZARR_SUFFIX}
+    return {fmt: Path(out) / f"{name}{suffixes[fmt]}" for fmt in formats}
 
 
 #: Generators a FieldDataModule can name in its config (``generator: forced_hit``).
@@ -116,21 +123,33 @@ def generate_for_path(path: str | Path, generator: str, generator_args: dict[str
     """Run ``generator`` so that the field source ``path`` exists, with a rich progress bar.
 
     A ``.h5``/``.hdf5``/``.zarr`` path makes that one file or store (its stem is the dataset name); a
-    directory gets both formats.
+    directory gets both formats (``generator_args`` may choose ``name``, ``formats`` and ``hdf5_suffix``).
+    Outputs that exist are kept: each was written atomically, so it is complete.
     """
     if generator not in GENERATORS:
         raise ConfigError("generator", f"unknown generator {generator!r}; built-in: {', '.join(GENERATORS)}")
     path = Path(path)
-    args = dict(generator_args)
-    if path.suffix in WELL_SUFFIXES:
-        args.update(out=path.parent, name=path.stem, formats=("hdf5",), hdf5_suffix=path.suffix)
-    elif path.suffix == ZARR_SUFFIX:
-        args.update(out=path.parent, name=path.stem, formats=("zarr",))
-    else:
-        args.update(out=path)
-    with _ProgressBar(f"generating {generator} dataset -> {path}") as progress:
-        GENERATORS[generator](progress=progress, **args)
+    args = _arguments_for(path, generator_args)
+    missing = [fmt for fmt, target in output_paths(**args).items() if not target.exists()]
+    if missing:
+        with _ProgressBar(f"generating {generator} dataset -> {path}") as progress:
+            GENERATORS[generator](progress=progress, **{**generator_args, **args, "formats": missing})
     return path
+
+
+def planned_outputs(path: str | Path, generator_args: dict[str, Any]) -> dict[str, Path]:
+    """The files or stores :func:`generate_for_path` writes for the field source ``path``, by format."""
+    return output_paths(**_arguments_for(Path(path), generator_args))
+
+
+def _arguments_for(path: Path, generator_args: dict[str, Any]) -> dict[str, Any]:
+    """The output arguments of :func:`make_turbulence_dataset` that make the field source ``path``."""
+    if path.suffix in WELL_SUFFIXES:
+        return {"out": path.parent, "name": path.stem, "formats": ("hdf5",), "hdf5_suffix": path.suffix}
+    if path.suffix == ZARR_SUFFIX:
+        return {"out": path.parent, "name": path.stem, "formats": ("zarr",)}
+    keys = ("name", "formats", "hdf5_suffix")
+    return {"out": path, **{key: generator_args[key] for key in keys if key in generator_args}}
 
 
 class _ProgressBar:
@@ -162,8 +181,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Path]:
         description="Make the filtered forced-HIT turbulence dataset (Well HDF5 and zarr).",
     )
     parser.add_argument("--out", required=True, help="output directory (created)")
-    parser.add_argument("--name", default="turbulence", help="file stem (default: turbulence)")
-    parser.add_argument("--formats", nargs="+", choices=("hdf5", "zarr"), default=["hdf5", "zarr"])
+    parser.add_argument("--name", default=DEFAULT_STEM, help=f"file stem (default: {DEFAULT_STEM})")
+    parser.add_argument("--formats", nargs="+", choices=FORMATS, default=list(FORMATS))
     parser.add_argument("--hdf5-suffix", default=".h5", choices=WELL_SUFFIXES)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
@@ -172,8 +191,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Path]:
         parser.add_argument(f"--{key.replace('_', '-')}", type=kind, default=value, help=f"default {value}")
     args = parser.parse_args(argv)
     out = Path(args.out)
-    targets = [out / f"{args.name}{args.hdf5_suffix if f == 'hdf5' else ZARR_SUFFIX}" for f in args.formats]
-    existing = [str(t) for t in targets if t.exists()]
+    targets = output_paths(out, args.name, args.formats, args.hdf5_suffix)
+    existing = [str(t) for t in targets.values() if t.exists()]
     if existing and not args.force:
         parser.exit(1, f"{', '.join(existing)} exist(s); pass --force to overwrite\n")
     simulation = {key: getattr(args, key) for key in DEFAULTS}

@@ -50,6 +50,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from sciml.core.atomic import remove_stale_temporaries
 from sciml.core.errors import ConfigError, DataFormatError, DatasetNotFoundError
 from sciml.data.sampling import EpochIndexSampler, ResumableDataLoader, ShardedSampler
 
@@ -475,11 +476,18 @@ class PointCloudDataModule(pl.LightningDataModule):
         if not self.path.is_dir():
             return list(self.categories)
         if "all" in self.categories:
-            return []
+            # A root without any category folder is a generation killed before its first category
+            # (each category folder is written atomically), not a dataset of zero categories.
+            empty = not any(p.is_dir() and not p.name.startswith(".") for p in self.path.iterdir())
+            return ["all"] if empty else []
         return [c for c in self.categories if not (self.path / CATEGORY_SYNSETS.get(c, c)).is_dir()]
 
     def prepare_data(self) -> None:
-        """Make the missing data with the configured generator; without one, a missing root is an error."""
+        """Make the missing data with the configured generator; without one, a missing root is an error.
+
+        First removes what killed atomic writes left in the root (see :mod:`sciml.core.atomic`).
+        """
+        remove_stale_temporaries(self.path)
         missing = self._missing_categories()
         if not missing:
             return

@@ -39,7 +39,9 @@ Determinism: shape ``i`` of split ``s`` of category ``c`` is drawn from
 counts asked for or on which other categories are made in the same call, and the same arguments give
 the same bytes (same numpy version and platform: PCG64 is portable, libm transcendental functions may
 differ in the last bit between platforms). Each category folder is written atomically: it is built in a
-temporary sibling and renamed into place, so an interrupted run leaves no partial category behind.
+temporary sibling and renamed into place, so an interrupted run leaves no partial category behind, and
+the next write of that category (the data module regenerates missing ones) removes the temporary a
+killed run left (:func:`sciml.core.atomic.remove_stale_temporaries`).
 """
 
 from __future__ import annotations

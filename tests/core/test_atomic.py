@@ -55,3 +55,61 @@ def test_atomic_writes_get_the_permissions_of_a_plain_open(tmp_path):
         os.umask(umask)
     assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
+
+
+def test_temporaries_of_killed_writes_are_removed_and_nothing_else(tmp_path):
+    import os
+    import time
+
+    from field_fixtures import make_killed_atomic_write
+
+    from sciml.core.atomic import STALE_AFTER_S, is_temporary, remove_stale_temporaries
+
+    killed_file = make_killed_atomic_write(tmp_path / "out.h5")
+    killed_store = make_killed_atomic_write(tmp_path / "out.zarr", directory=True)
+    killed_other = make_killed_atomic_write(tmp_path / "other.h5")
+    assert killed_file.name.startswith(".out.h5.") and killed_file.name.endswith(".tmp")
+    assert (killed_store / "part").read_text() == "half-written"
+    # A write of this (live) process, one from another machine, one of an older sciml (no pid), and
+    # files of the user's that merely look similar.
+    live = tmp_path / f".out.h5.{os.getpid()}@{killed_file.name.split('@')[1]}"
+    elsewhere = tmp_path / ".out.h5.1234@other-node.abcd1234.tmp"
+    legacy = tmp_path / ".out.h5.k3j9x_2a.tmp"
+    users = ["notes.tmp", ".out.h5.backup", ".out.h5.1234@other-node.tmp", "out.h5.abcd1234.tmp"]
+    for path in (live, elsewhere, legacy, *(tmp_path / name for name in users)):
+        path.write_text("x")
+    assert all(is_temporary(p.name) for p in (killed_file, killed_store, live, elsewhere, legacy))
+    assert not any(is_temporary(name) for name in users)
+
+    # The next write of a target removes its own abandoned temporaries only.
+    write_text_atomic(tmp_path / "out.h5", "complete")
+    left = {p.name for p in tmp_path.iterdir()}
+    assert killed_file.name not in left and killed_store.name in left and killed_other.name in left
+    # A data folder's cleanup removes every abandoned one; a live write and a recent one from another
+    # machine stay, as do the user's files.
+    removed = remove_stale_temporaries(tmp_path)
+    assert sorted(removed) == sorted([killed_store, killed_other])
+    assert {p.name for p in tmp_path.iterdir()} == {"out.h5", live.name, elsewhere.name, legacy.name, *users}
+    # Unchanged for longer than STALE_AFTER_S, a temporary nobody can vouch for is abandoned.
+    old = time.time() - STALE_AFTER_S - 60
+    for path in (tmp_path / name for name in [elsewhere.name, legacy.name, live.name, *users]):
+        os.utime(path, (old, old))
+    assert sorted(remove_stale_temporaries(tmp_path)) == sorted([elsewhere, legacy, live])
+    assert {p.name for p in tmp_path.iterdir()} == {"out.h5", *users}
+
+
+def test_a_temporary_directory_is_as_recent_as_its_newest_file(tmp_path):
+    import os
+    import time
+
+    from sciml.core.atomic import STALE_AFTER_S, remove_stale_temporaries
+
+    store = tmp_path / ".run.zarr.1234@other-node.abcd1234.tmp"
+    (store / "chunks").mkdir(parents=True)
+    (store / "chunks" / "0").write_text("written just now")
+    old = time.time() - STALE_AFTER_S - 60
+    os.utime(store, (old, old))
+    os.utime(store / "chunks", (old, old))
+    assert remove_stale_temporaries(tmp_path) == []
+    os.utime(store / "chunks" / "0", (old, old))
+    assert remove_stale_temporaries(tmp_path) == [store] and not store.exists()

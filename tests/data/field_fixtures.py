@@ -6,19 +6,26 @@
   Well data write them: scalar t0 fields (one of them constant in time and over trajectories, and not
   varying along z), a vector t1 field, a symmetric rank-2 t2 field, wall/open/periodic boundaries, a
   per-trajectory (sample-varying) time axis and scalars;
-* :func:`make_zarr_fixture` — a zarr v3 store written by sciml's xarray writer.
+* :func:`make_zarr_fixture` — a zarr v3 store written by sciml's xarray writer;
+* :func:`make_foreign_zarr_fixture` — a zarr v3 store written with xarray directly, the way other
+  producers write them: component labels in any order, a time axis of any dtype (datetime64 included),
+  zarr's default ``write_empty_chunks=False`` with any fill value, so an all-fill chunk is never written.
 
 Each returns the arrays it wrote so tests can compare what a reader serves against them.
-``python tests/data/field_fixtures.py OUT_DIR`` writes all three.
+``python tests/data/field_fixtures.py OUT_DIR`` writes the first three.
+
+:func:`make_killed_atomic_write` leaves what a killed run leaves on disk: the temporary of an atomic write.
 """
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
 import h5py
 import numpy as np
+import xarray as xr
 
 from sciml.data.formats.well import write_well
 from sciml.data.formats.zarr_store import write_zarr
@@ -98,6 +105,65 @@ def make_zarr_fixture(
         **periodic_coords(shape),
         **({"pressure": p} if pressure else {}),
     }
+
+
+def make_foreign_zarr_fixture(
+    path: str | Path,
+    *,
+    labels=("x", "y", "z"),
+    time: np.ndarray | None = None,
+    fill_value: float = float("nan"),
+    seed: int = 2,
+) -> dict[str, np.ndarray]:
+    """Velocity ``(2, 4, *SHAPE, 3)`` stored with its components in the order ``labels`` names them.
+
+    A label ``x``/``y``/``z`` (or ``u``/``v``/``w``, ``velocity_x``, ...) stores that axis's component at
+    its position; other labels keep axis order. Snapshot (trajectory 1, time 2) is all zero, so with
+    ``fill_value=0`` zarr never writes its chunk. Returns the velocity in axis order and the time written.
+    """
+    rng = np.random.default_rng(seed)
+    velocity = rng.standard_normal((2, 4, *SHAPE, 3)).astype(np.float32)
+    velocity[1, 2] = 0.0
+    axis = {"x": 0, "y": 1, "z": 2, "u": 0, "v": 1, "w": 2}
+    stored = velocity[..., [axis.get(label.removeprefix("velocity_"), i) for i, label in enumerate(labels)]]
+    time = 0.5 * np.arange(4) if time is None else time
+    dataset = xr.Dataset(
+        {"velocity": (("trajectory", "time", "x", "y", "z", "component"), stored)},
+        coords={
+            "trajectory": np.arange(2),
+            "time": time,
+            **periodic_coords(),
+            "component": np.array(list(labels), dtype=object),
+        },
+        attrs={"dataset_name": "foreign_zarr"},
+    )
+    chunks = {"chunks": (1, 1, *SHAPE, 3), "fill_value": np.float32(fill_value)}
+    dataset.to_zarr(path, mode="w", zarr_format=3, consolidated=False, encoding={"velocity": chunks})
+    return {"velocity": velocity, "time": time}
+
+
+def make_killed_atomic_write(target: str | Path, *, directory: bool = False) -> Path:
+    """Start an atomic write of ``target`` in a process that is SIGKILLed mid-write; return its leftover.
+
+    The temporary carries the dead writer's pid and this host, as a run killed by the OOM killer or a
+    scheduler's time limit leaves it.
+    """
+    target = Path(target)
+    code = (
+        "import os, signal, sys\n"
+        "from sciml.core.atomic import atomic_directory, atomic_path\n"
+        "directory = sys.argv[2] == 'directory'\n"
+        "with (atomic_directory if directory else atomic_path)(sys.argv[1]) as tmp:\n"
+        "    (tmp / 'part' if directory else tmp).write_text('half-written')\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    before = set(target.parent.iterdir())
+    kind = "directory" if directory else "file"
+    process = subprocess.run([sys.executable, "-c", code, str(target), kind], capture_output=True, text=True)
+    assert process.returncode == -9, process.stderr
+    (left,) = set(target.parent.iterdir()) - before
+    return left
 
 
 def make_foreign_well_fixture(path: str | Path, *, seed: int = 1) -> dict[str, np.ndarray]:

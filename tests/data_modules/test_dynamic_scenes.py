@@ -443,3 +443,12 @@ def test_bad_arguments_are_clear_errors_and_write_nothing(tmp_path):
         make_dynamic_scene(tmp_path / "x", progress=False)
     with pytest.raises(ValueError, match=r"\(4, 4\)"):
         render_view(np.eye(3), 0.0, 4, 4, 5.0)
+
+
+def test_a_killed_run_leaves_no_scene_and_its_leftover_goes_with_the_next_one(tmp_path):
+    from field_fixtures import make_killed_atomic_write
+
+    killed = make_killed_atomic_write(tmp_path / "scene", directory=True)
+    assert not (tmp_path / "scene").exists()
+    make_dynamic_scene(tmp_path / "scene", height=8, width=8, train=2, val=1, test=1, video=2, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scene"] and not killed.exists()

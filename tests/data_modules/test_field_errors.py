@@ -234,3 +234,50 @@ def test_config_errors_name_the_key(h5):
         FieldDataModule(path=str(h5), generator="les")
     with _raises(ConfigError, "'t_in'", "must be >= 1"):
         FieldDataModule(path=str(h5), t_in=0)
+
+
+def test_zarr_component_labels_that_name_no_axis(tmp_path):
+    path = tmp_path / "labels.zarr"
+    field_fixtures.make_foreign_zarr_fixture(path, labels=("a", "b", "c"))
+    with pytest.raises(DataFormatError) as error:
+        open_fields(path)
+    assert str(error.value) == (
+        f"{path}: velocity: component labels ['a', 'b', 'c'] do not name the axes x, y, z once each "
+        "(a label is the axis name, u/v/w for x/y/z, velocity_<axis> or the axis index)"
+    )
+    field_fixtures.make_foreign_zarr_fixture(path, labels=("x", "y", "x"))
+    with _raises(DataFormatError, f"{path}: velocity: component labels ['x', 'y', 'x'] do not name"):
+        open_fields(path)
+
+
+def test_zarr_chunk_never_written_reads_as_the_fill_value_unless_that_is_nan(tmp_path):
+    # Zero fill: zarr skips the all-zero snapshot (trajectory 1, time 2); it reads as the zeros it held.
+    zeros = tmp_path / "zeros.zarr"
+    arrays = field_fixtures.make_foreign_zarr_fixture(zeros, fill_value=0.0)
+    assert not (zeros / "velocity" / "c" / "1" / "2").exists()
+    reader = open_fields(zeros)
+    window = reader.read(1, slice(None), reader.info.channels)
+    np.testing.assert_array_equal(window, np.moveaxis(arrays["velocity"][1], -1, 0))
+    assert not window[:, 2].any() and window[:, 1].any()
+    # NaN fill (sciml's own): every chunk is written, so an absent one was lost.
+    lost = tmp_path / "lost.zarr"
+    field_fixtures.make_foreign_zarr_fixture(lost)
+    shutil.rmtree(lost / "velocity" / "c" / "1" / "2")
+    with pytest.raises(DataFormatError) as error:
+        open_fields(lost)
+    assert str(error.value) == (
+        f"{lost}: velocity: 1 of 8 chunks missing from the store (first: velocity/c/1/2/0/0/0/0); "
+        "zarr would silently return the fill value for them"
+    )
+
+
+def test_an_error_in_a_dataloader_worker_is_the_same_data_format_error(h5):
+    with h5py.File(h5, "a") as f:
+        f["t1_fields/velocity"][3, 4, 1, 2, 3, 1] = np.inf
+    module = FieldDataModule(path=str(h5), full_check_bytes=0, num_workers=1, persistent_workers=False)
+    module.setup("fit")
+    with pytest.raises(DataFormatError) as error:
+        list(module.test_dataloader()[1])  # trajectory 3, read in the worker process
+    assert str(error.value) == (
+        f"{h5}: t1_fields/velocity: 1 non-finite value(s) (Inf) in trajectory 3, time steps 0..5"
+    )

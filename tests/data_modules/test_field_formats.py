@@ -215,3 +215,115 @@ def test_directory_sources_several_well_files_and_format_choice(tmp_path):
     the_well = WellDataset(path=str(tmp_path / "run"), n_steps_input=1, n_steps_output=1)
     assert sum(the_well.metadata.n_trajectories_per_file) == 5
     assert open_fields(tmp_path / "run", "zarr").info.format == "zarr"
+
+
+@pytest.mark.parametrize(
+    "labels", [("z", "y", "x"), ("w", "u", "v"), ("velocity_y", "velocity_z", "velocity_x")]
+)
+def test_zarr_components_are_read_by_label_not_position(tmp_path, labels):
+    ordered = field_fixtures.make_foreign_zarr_fixture(tmp_path / "ordered.zarr")
+    field_fixtures.make_foreign_zarr_fixture(tmp_path / "relabelled.zarr", labels=labels)
+    a = FieldDataset(tmp_path / "ordered.zarr", fields=["velocity_x", "velocity_y", "velocity_z"])
+    b = FieldDataset(tmp_path / "relabelled.zarr", fields=["velocity_x", "velocity_y", "velocity_z"])
+    for index in range(len(a)):
+        torch.testing.assert_close(a[index]["input"], b[index]["input"], rtol=0, atol=0)
+    np.testing.assert_array_equal(b[0]["input"][0, 0].numpy(), ordered["velocity"][0, 0, ..., 0])
+
+
+def test_datetime_and_timedelta_time_axes_are_read_as_seconds(tmp_path):
+    start = np.datetime64("2024-01-01T00:00")
+    dates = tmp_path / "dates.zarr"
+    field_fixtures.make_foreign_zarr_fixture(dates, time=start + np.arange(4) * np.timedelta64(250, "ms"))
+    with pytest.warns(UserWarning) as warned:
+        info = open_fields(dates).info
+    assert [str(w.message) for w in warned] == [
+        f"{dates}: time: datetime64[ns] values are read as seconds since the first time "
+        "(2024-01-01T00:00:00.000000000)"
+    ]
+    np.testing.assert_array_equal(info.time[1], [0.0, 0.25, 0.5, 0.75])
+
+    durations = tmp_path / "durations.zarr"
+    field_fixtures.make_foreign_zarr_fixture(
+        durations, time=np.timedelta64(1, "s") + np.arange(4) * np.timedelta64(250, "ms")
+    )
+    with pytest.warns(UserWarning) as warned:
+        info = open_fields(durations).info
+    assert [str(w.message) for w in warned] == [
+        f"{durations}: time: timedelta64[ms] values are read as seconds"
+    ]
+    np.testing.assert_array_equal(info.time[0], [1.0, 1.25, 1.5, 1.75])
+
+
+@pytest.mark.parametrize("suffix", [".h5", ".zarr"])
+def test_rollout_files_keep_the_schema_whatever_the_parameters(tmp_path, well_file, suffix):
+    """A generator's ``n_trajectories`` parameter must not become the rollout file's trajectory count."""
+    import dataclasses
+
+    from sciml.data.fields import write_rollouts
+    from sciml.data.generate import DEFAULTS
+
+    source = open_fields(well_file[0])
+    parameters = {**DEFAULTS, "n_trajectories": 3, "lengths": list(field_fixtures.LENGTHS)}
+    info = dataclasses.replace(
+        source.info, parameters=parameters, format=suffix.strip(".").replace("h5", "hdf5")
+    )
+    truth = source.read(1, slice(None), source.info.channels)  # (C, T, X, Y, Z)
+    outputs = [
+        {
+            "rollout": torch.from_numpy(truth)[None],
+            "time": torch.from_numpy(source.info.time[1])[None],
+            "index": torch.tensor([1]),
+        }
+    ]
+    written = write_rollouts(tmp_path, info, source.info.channels, outputs)
+    reader = open_fields(written)
+    assert reader.info.n_trajectories == 1 and reader.info.n_steps == 6
+    assert reader.info.parameters == {
+        **{k: ("None" if v is None else v) for k, v in DEFAULTS.items() if k != "n_trajectories"},
+        "simulation_n_trajectories": 3,
+        "lengths": list(field_fixtures.LENGTHS),
+    }
+    np.testing.assert_array_equal(reader.read(0, slice(None), reader.info.channels), truth)
+    if suffix == ".zarr":
+        return
+    with h5py.File(written) as f:
+        assert f.attrs["n_trajectories"] == 1 and f.attrs["simulation_n_trajectories"] == 3
+    # The Well's own reader: every window of the one trajectory, with our values.
+    dataset = WellDataset(path=str(tmp_path), n_steps_input=1, n_steps_output=1, use_normalization=False)
+    assert dataset.metadata.n_trajectories_per_file == [1] and len(dataset) == 5
+    for step in range(5):
+        sample = dataset[step]
+        expected = np.moveaxis(truth[:, step : step + 2], 0, -1)  # (T, X, Y, Z, C)
+        np.testing.assert_array_equal(sample["input_fields"].numpy(), expected[:1])
+        np.testing.assert_array_equal(sample["output_fields"].numpy(), expected[1:])
+
+
+def test_writers_refuse_attributes_that_would_overwrite_the_schema(tmp_path):
+    from sciml.data.formats.well import write_well
+    from sciml.data.formats.zarr_store import write_zarr
+
+    common = {
+        "time": np.arange(2.0),
+        "coords": field_fixtures.periodic_coords(),
+        "dataset_name": "clash",
+    }
+    velocity = np.zeros((1, 2, *field_fixtures.SHAPE, 3), dtype=np.float32)
+    path = tmp_path / "clash.h5"
+    with pytest.raises(ValueError) as error:
+        write_well(path, t1_fields={"velocity": velocity}, attrs={"n_trajectories": 5}, **common)
+    assert str(error.value) == (
+        f"{path}: attributes ['n_trajectories'] would overwrite schema attributes or parameters"
+    )
+    store = tmp_path / "clash.zarr"
+    with pytest.raises(ValueError) as error:
+        write_zarr(
+            store,
+            fields={"velocity": velocity},
+            parameters={"n_trajectories": 5, "simulation_n_trajectories": 5},
+            **common,
+        )
+    assert str(error.value) == (
+        f"{store}: parameter 'n_trajectories' is a schema attribute and 'simulation_n_trajectories', "
+        "its other name, is taken"
+    )
+    assert list(tmp_path.iterdir()) == []

@@ -290,6 +290,21 @@ def test_prepare_data_generates_what_is_missing(tmp_path):
     assert len(fresh.dataset("train")) == 2
 
 
+def test_a_killed_generation_is_cleaned_up_and_made_again(tmp_path):
+    from field_fixtures import make_killed_atomic_write
+
+    # Killed while writing its first category folder: the root holds nothing but that temporary.
+    root = tmp_path / "shapes"
+    killed = make_killed_atomic_write(root / "03636649", directory=True)
+    args = {"categories": ["lamp"], "counts": {"train": 2, "val": 1, "test": 1}, "points": 300}
+    options = {"generator": "shapes", "generator_args": args, "train_points": 200, "n_points": 50}
+    module = _module(root, ["all"], **options)
+    module.prepare_data()
+    assert sorted(p.name for p in root.iterdir()) == ["03636649"] and not killed.exists()
+    module.setup("fit")
+    assert module.category_names == ["lamp"] and len(module.dataset("train")) == 2
+
+
 def test_missing_path_names_the_command_that_makes_it(tmp_path):
     missing = tmp_path / "shapes"
     command = f"python -m sciml.data.shapes --out {missing}"

@@ -13,8 +13,9 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -220,3 +221,33 @@ def flatten_parameters(parameters: Mapping[str, Any], prefix: str = "") -> dict[
         else:
             flat[name] = plain(value)
     return flat
+
+
+def root_attributes(
+    path: str | Path,
+    schema_attributes: Collection[str],
+    parameters: Mapping[str, Any] | None,
+    attrs: Mapping[str, Any] | None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(parameters, extra attributes)`` keyed by the root attribute each is stored under.
+
+    Both formats keep parameters as root attributes beside the schema's own (The Well's layout), so a
+    parameter named like a schema attribute would overwrite it: a rollout file of one trajectory that
+    copies its source's ``n_trajectories`` parameter would claim the source's count, and readers index
+    trajectories that are not there. Such a parameter is stored as ``simulation_<name>`` instead (and read
+    back under that name). Extra attributes are the writer's own and must not collide with either.
+    """
+    flat = flatten_parameters(parameters or {})
+    stored: dict[str, Any] = {}
+    for name, value in flat.items():
+        key = f"simulation_{name}" if name in schema_attributes else name
+        if key != name and key in flat:
+            raise ValueError(
+                f"{path}: parameter {name!r} is a schema attribute and {key!r}, its other name, is taken"
+            )
+        stored[key] = value
+    extra = {str(name): plain(value) for name, value in (attrs or {}).items()}
+    clash = sorted(set(extra) & ({*schema_attributes} | set(stored)))
+    if clash:
+        raise ValueError(f"{path}: attributes {clash} would overwrite schema attributes or parameters")
+    return stored, extra

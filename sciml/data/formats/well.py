@@ -3,7 +3,8 @@
 Layout (``@`` marks attributes), as read by ``the_well.data.WellDataset``::
 
     /  @dataset_name @grid_type="cartesian" @n_spatial_dims @n_trajectories
-       @simulation_parameters=[names]  @<name>=<value> for each parameter
+       @simulation_parameters=[names]  @<name>=<value> for each parameter (``simulation_<name>`` for a
+       parameter named like one of the schema attributes before, which it must not overwrite)
     dimensions/  @spatial_dims=["x","y","z"]
         time (T,) or (B, T)        @sample_varying @time_varying
         x (X,), y (Y,), z (Z,)     @sample_varying=False @time_varying=False
@@ -44,12 +45,14 @@ from sciml.data.formats.base import (
     check_finite,
     check_time_axis,
     describe_window,
-    flatten_parameters,
     plain,
+    root_attributes,
     steps_in,
 )
 
 SUFFIXES = (".h5", ".hdf5")
+#: Root attributes of the schema; parameters of these names are stored as ``simulation_<name>``.
+ROOT_ATTRIBUTES = ("dataset_name", "grid_type", "n_spatial_dims", "n_trajectories", "simulation_parameters")
 FIELD_GROUPS = ("t0_fields", "t1_fields", "t2_fields")
 BC_TYPES = ("PERIODIC", "WALL", "OPEN")
 # HDF5 format bounds: readable by HDF5 >= 1.10 (2017) and stable across library versions, so that the
@@ -78,7 +81,9 @@ def write_well(
     ``coords`` maps each spatial dim (in axis order) to its 1-D node coordinates. Field arrays are
     ``(B, T, *spatial, 3^order)`` and stored as float32; ``time`` is ``(T,)`` or ``(B, T)`` (one time axis
     per trajectory). ``parameters`` become root attributes listed in ``@simulation_parameters`` (nested
-    dicts are flattened to ``parent_child`` names); ``scalars`` are constant scalars (e.g. ``nu``).
+    dicts are flattened to ``parent_child`` names; one named like a schema attribute, such as a generator's
+    ``n_trajectories``, is stored as ``simulation_<name>``); ``attrs`` are further root attributes, which
+    must not collide with either; ``scalars`` are constant scalars (e.g. ``nu``).
     ``boundary_conditions`` is one type for every axis or a type per axis (periodic, wall or open).
     """
     path = Path(path)
@@ -93,16 +98,16 @@ def write_well(
     n_traj = _check_writer_input(path, dims, shape, time, groups)
     if isinstance(boundary_conditions, str):
         boundary_conditions = {d: boundary_conditions for d in dims}
-    flat = flatten_parameters(parameters or {})
+    flat, extra = root_attributes(path, ROOT_ATTRIBUTES, parameters, attrs)
 
     with atomic_path(path) as tmp:
         _write(
-            tmp, dims, coords, time, groups, n_traj, dataset_name, flat, attrs, boundary_conditions, scalars
+            tmp, dims, coords, time, groups, n_traj, dataset_name, flat, extra, boundary_conditions, scalars
         )
     return path
 
 
-def _write(tmp, dims, coords, time, groups, n_traj, dataset_name, flat, attrs, boundary_conditions, scalars):
+def _write(tmp, dims, coords, time, groups, n_traj, dataset_name, flat, extra, boundary_conditions, scalars):
     """The HDF5 content of :func:`write_well` (into the temporary file ``tmp``)."""
     with h5py.File(tmp, "w", libver=LIBVER) as f:
         f.attrs["dataset_name"] = dataset_name
@@ -110,10 +115,8 @@ def _write(tmp, dims, coords, time, groups, n_traj, dataset_name, flat, attrs, b
         f.attrs["n_spatial_dims"] = len(dims)
         f.attrs["n_trajectories"] = n_traj
         f.attrs["simulation_parameters"] = _strings(flat)
-        for name, value in flat.items():
+        for name, value in {**flat, **extra}.items():
             f.attrs[name] = _attr(value)
-        for name, value in (attrs or {}).items():
-            f.attrs[name] = _attr(plain(value))
 
         dimensions = f.create_group("dimensions")
         dimensions.attrs["spatial_dims"] = _strings(dims)

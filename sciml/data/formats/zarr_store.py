@@ -8,18 +8,33 @@ Schema (written by :func:`write_zarr`, read by :class:`ZarrReader` through ``xar
     vars    <scalar field> (trajectory, time, x, y, z)            float32
             <vector field> (trajectory, time, x, y, z, component) float32
             <rank-2 field> (trajectory, time, x, y, z, component, component_2) float32
-    attrs   dataset_name, grid_type="cartesian", n_spatial_dims, spatial_dims, boundary_conditions
-            {dim: type}, simulation_parameters [names] and one attr per parameter (flat, as in the Well
-            files), scalars {name: value}
+    attrs   schema, dataset_name, grid_type="cartesian", n_spatial_dims, spatial_dims, n_trajectories,
+            field_names, boundary_conditions {dim: type}, scalars {name: value}, simulation_parameters
+            [names] and one attr per parameter (flat, as in the Well files; a parameter named like one of
+            the attrs before is stored as ``simulation_<name>``, so it cannot overwrite it)
 
 A field without a ``trajectory`` or ``time`` dim is constant over trajectories or time. Chunks hold one
 snapshot each, ``(1, 1, X, Y, Z, ...)``.
 
-Missing chunks: zarr returns the array's fill value for a chunk absent from the store, without an error.
-The writer therefore sets ``fill_value=NaN`` on float arrays (and writes every chunk), and the reader (a)
-checks at open time that every chunk key of each field exists in the store (a directory listing, no data
-read) and (b) rejects NaN in every window it reads, which also catches a missing inner chunk of a sharded
-array. Writes go to a temporary directory that is renamed into place, and are byte-reproducible.
+Stores written elsewhere are read with these rules:
+
+* components are matched to axes by their ``component`` (``component_2``) labels, never by position: a
+  label may be the axis name (``x``), ``u``/``v``/``w`` for ``x``/``y``/``z``, the channel name
+  (``velocity_x``) or the axis index; any other label is an error. Without labels, components are in axis
+  order.
+* xarray decodes a time axis with CF units into datetime64 (or timedelta64), whose raw values are counts
+  of their unit (for dates: nanoseconds since 1970); it is read as seconds (since the first time for
+  datetime64), with a warning.
+
+Missing chunks: zarr returns the array's fill value for a chunk absent from the store, without an error;
+and it leaves out chunks that equal the fill value unless ``write_empty_chunks`` is set. The writer
+therefore sets ``fill_value=NaN`` on float arrays and writes every chunk, so in a NaN-filled store an
+absent chunk is a lost one: the reader (a) checks at open time that every chunk key of such a field exists
+in the store (a directory listing, no data read) and (b) rejects NaN in every window it reads, which also
+catches a missing inner chunk of a sharded array. In a store with any other fill value (zarr's own default
+is 0) an absent chunk is one that held only the fill value, and reads as that.
+
+Writes go to a temporary directory that is renamed into place, and are byte-reproducible.
 """
 
 from __future__ import annotations
@@ -27,6 +42,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -43,8 +59,8 @@ from sciml.data.formats.base import (
     check_finite,
     check_time_axis,
     describe_window,
-    flatten_parameters,
     plain,
+    root_attributes,
     steps_in,
 )
 
@@ -101,8 +117,7 @@ def write_zarr(
             "write_empty_chunks": True,
         }
     n_traj = next(iter(data_vars.values()))[1].shape[0]
-    flat = flatten_parameters(parameters or {})
-    dataset_attrs: dict[str, Any] = {
+    schema_attrs: dict[str, Any] = {
         "schema": SCHEMA,
         "dataset_name": dataset_name,
         "grid_type": "cartesian",
@@ -111,11 +126,11 @@ def write_zarr(
         "n_trajectories": int(n_traj),
         "field_names": list(data_vars),
         "boundary_conditions": {d: boundary_conditions[d].upper() for d in dims},
-        "simulation_parameters": list(flat),
-        **flat,
         "scalars": {k: float(v) for k, v in (scalars or {}).items()},
+        "simulation_parameters": [],
     }
-    dataset_attrs.update({k: plain(v) for k, v in (attrs or {}).items()})
+    flat, extra = root_attributes(path, schema_attrs, parameters, attrs)
+    dataset_attrs = {**schema_attrs, "simulation_parameters": list(flat), **flat, **extra}
     coordinates = {
         "trajectory": np.arange(n_traj, dtype=np.int64),
         "time": time,
@@ -192,7 +207,8 @@ class ZarrReader:
             block = np.transpose(block, [kept.index(d) for d in order])
             block = np.broadcast_to(block, (n_t, *grid, *block.shape[1 + len(grid) :]))
             for position, channel in positions:
-                out[position] = block[(..., *channel.component)]
+                stored = [axes[axis] for axes, axis in zip(layout["components"], channel.component)]
+                out[position] = block[(..., *stored)]
         return out
 
 
@@ -224,9 +240,10 @@ def _inspect(path: Path) -> tuple[SourceInfo, dict[str, dict]]:
             coords[dim] = x
         if "time" not in dataset.coords:
             raise DataFormatError(path, "time", "missing time coordinate")
-        time = np.array(dataset["time"].values, dtype=np.float64)
+        time = np.asarray(dataset["time"].values)
         if time.ndim != 1:
             raise DataFormatError(path, "time", f"expected a 1-D time coordinate, got shape {time.shape}")
+        time = _seconds(path, time)
         check_time_axis(str(path), "time", time)
         n_traj = int(dataset.sizes.get("trajectory", attrs.get("n_trajectories", 1)))
 
@@ -260,9 +277,15 @@ def _inspect(path: Path) -> tuple[SourceInfo, dict[str, dict]]:
                     )
             if variable.dtype.kind not in "fiu":
                 raise DataFormatError(path, name, f"expected a numeric dtype, got {variable.dtype}")
-            layouts[name] = {"dims": dims, "order": order}
+            layouts[name] = {
+                "dims": dims,
+                "order": order,
+                "components": _component_positions(path, dataset, str(name), dims, spatial_dims),
+            }
             channels += channels_of(str(name), order, spatial_dims, "time" in dims)
-            _check_chunks(path, str(name))
+            # Only a NaN fill tells a lost chunk from an all-fill one that zarr did not write (docstring).
+            if _is_nan(variable.encoding.get("fill_value", np.nan)):
+                _check_chunks(path, str(name))
         if not channels:
             raise DataFormatError(
                 path, None, f"the store holds no field over the spatial dims {spatial_dims}"
@@ -287,8 +310,74 @@ def _inspect(path: Path) -> tuple[SourceInfo, dict[str, dict]]:
     return info, layouts
 
 
+def _seconds(path: Path, time: np.ndarray) -> np.ndarray:
+    """A time axis as float64 seconds; datetime64 and timedelta64 values are converted from their unit."""
+    if time.dtype.kind not in "mM" or len(time) == 0:
+        return np.array(time, dtype=np.float64)
+    if time.dtype.kind == "M":
+        # Absolute dates as numbers would be seconds since 1970: count from the first time instead.
+        seconds = (time - time[0]) / np.timedelta64(1, "s")
+        origin = f"seconds since the first time ({time[0]})"
+    else:
+        seconds = time / np.timedelta64(1, "s")
+        origin = "seconds"
+    # stacklevel 4: _seconds <- _inspect <- ZarrReader() <- the code that opened the store.
+    warnings.warn(f"{path}: time: {time.dtype} values are read as {origin}", stacklevel=4)
+    return seconds.astype(np.float64)
+
+
+#: Component labels that name an axis besides its own name (velocity components u, v, w of x, y, z).
+_AXIS_LETTERS = {"u": "x", "v": "y", "w": "z"}
+
+
+def _component_positions(
+    path: Path, dataset, name: str, dims: Sequence[str], spatial_dims: Sequence[str]
+) -> list[tuple[int, ...]]:
+    """Per component dim of field ``name``: the stored index of each spatial axis, found by label.
+
+    A store written elsewhere may order its components differently (``["z", "y", "x"]``); reading them by
+    position would serve z as x. Labels may be the axis name, ``u``/``v``/``w``, the channel name
+    (``velocity_x``) or the axis index; a dim without a coordinate is in axis order.
+    """
+    positions = []
+    for dim in (d for d in dims if d in COMPONENT_DIMS):
+        if dim not in dataset.coords:
+            positions.append(tuple(range(len(spatial_dims))))
+            continue
+        labels = [plain(label) for label in np.asarray(dataset[dim].values).tolist()]
+        axes = [_axis_of(label, name, spatial_dims) for label in labels]
+        if sorted(axis for axis in axes if axis is not None) != list(range(len(spatial_dims))):
+            raise DataFormatError(
+                path,
+                name,
+                f"{dim} labels {labels} do not name the axes {', '.join(spatial_dims)} once each "
+                f"(a label is the axis name, u/v/w for x/y/z, {name}_<axis> or the axis index)",
+            )
+        positions.append(tuple(axes.index(axis) for axis in range(len(spatial_dims))))
+    return positions
+
+
+def _axis_of(label: Any, field: str, spatial_dims: Sequence[str]) -> int | None:
+    if isinstance(label, int) and not isinstance(label, bool):
+        return label if 0 <= label < len(spatial_dims) else None
+    text = str(label).lower()
+    text = _AXIS_LETTERS.get(text, text)
+    for axis, dim in enumerate(spatial_dims):
+        if text in (dim.lower(), f"{field}_{dim}".lower()):
+            return axis
+    return None
+
+
+def _is_nan(value: Any) -> bool:
+    return np.asarray(value).dtype.kind in "fc" and bool(np.isnan(value))
+
+
 def _check_chunks(path: Path, name: str) -> None:
-    """Every chunk of array ``name`` must exist in the store; zarr would fill a missing one silently."""
+    """Every chunk of the NaN-filled array ``name`` must exist in the store.
+
+    zarr would fill a missing one with NaN, which the read check would blame on the data, not on the lost
+    chunk, and only once a window that needs it is read.
+    """
     meta_file = path / name / "zarr.json"
     try:
         meta = json.loads(meta_file.read_text())
