@@ -64,6 +64,7 @@ to the data's dtype and device on use (cached per device and dtype), the sampler
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import torch
@@ -84,6 +85,25 @@ SPACINGS = ("logsnr", "time_uniform")
 
 Sampler = Literal["ddpm", "ddim", "dpmpp_2m"]
 Spacing = Literal["logsnr", "time_uniform"]
+
+
+def standard_normal(
+    shape: tuple[int, ...],
+    generator: torch.Generator | Sequence[torch.Generator] | None,
+    device: torch.device | str,
+    dtype: torch.dtype,
+) -> Tensor:
+    """``N(0, I)`` noise of ``shape`` on ``device`` from one generator (or the global RNG) or one per sample.
+
+    With a sequence, row ``b`` is ``torch.randn(shape[1:])`` drawn from ``generator[b]`` on its own device,
+    then moved to ``device``.
+    """
+    if generator is None or isinstance(generator, torch.Generator):
+        return torch.randn(shape, generator=generator, device=device, dtype=dtype)
+    if len(generator) != shape[0]:
+        raise ValueError(f"expected one generator per sample ({shape[0]}), got {len(generator)}")
+    rows = [torch.randn(shape[1:], generator=g, device=g.device, dtype=dtype) for g in generator]
+    return torch.stack(rows).to(device)
 
 
 class GaussianDiffusion:
@@ -253,7 +273,7 @@ class GaussianDiffusion:
         steps: int | None = None,
         guidance_scale: float = 1.0,
         null_cond: Any = None,
-        generator: torch.Generator | None = None,
+        generator: torch.Generator | Sequence[torch.Generator] | None = None,
         cache: TaylorCache | None = None,
         progress: bool = False,
         device: torch.device | str | None = None,
@@ -273,10 +293,13 @@ class GaussianDiffusion:
             guidance_scale, null_cond: classifier-free guidance, see :func:`~sciml.diffusion.guided_eps`.
             generator: source of the initial noise (drawn first, as ``torch.randn(shape, generator=generator,
                 device=device, dtype=dtype)``) and of DDPM's per-step noise; torch's global RNG is used only
-                when it is None.
+                when it is None. A sequence of ``B`` generators draws each sample's noise from its own
+                generator, on that generator's device, then moves it to ``device``: a sample's noise then
+                depends only on its generator, not on the batch it is in or the device it is sampled on.
             cache: a :class:`TaylorCache`; it is reset here and told each step index before each network call.
             progress: show a ``rich`` progress bar.
-            device: where to sample; default ``noise``'s device, else ``generator``'s, else the CPU.
+            device: where to sample; default ``noise``'s device, else ``generator``'s (a single one), else
+                the CPU.
             dtype: the dtype of the sample (ignored when ``noise`` is given).
             spacing: the DDIM / DPM-Solver++ time grid, ``"logsnr"`` or ``"time_uniform"`` (module docstring).
             noise: the initial ``x_T`` (``shape``) instead of drawing it.
@@ -305,8 +328,8 @@ class GaussianDiffusion:
             x = noise.to(device=device, copy=True) if device is not None else noise.clone()
         else:
             if device is None:
-                device = generator.device if generator is not None else torch.device("cpu")
-            x = torch.randn(shape, generator=generator, device=device, dtype=dtype)
+                device = generator.device if isinstance(generator, torch.Generator) else torch.device("cpu")
+            x = standard_normal(shape, generator, device, dtype)
         if cache is not None:
             cache.reset()
 
@@ -348,7 +371,7 @@ class GaussianDiffusion:
             x0_hat = (x - math.sqrt(1.0 - abar[t]) * eps) / math.sqrt(abar[t])
             x = coef1[t] * x0_hat + coef2[t] * x
             if t > 0:  # betatilde_0 = 0: the last step returns the posterior mean
-                x = x + std[t] * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+                x = x + std[t] * standard_normal(x.shape, generator, x.device, x.dtype)
         return x
 
     def _ddim(self, x: Tensor, timesteps: list[int], eps_at, steps_iter) -> Tensor:

@@ -88,7 +88,8 @@ def _check_clouds(a: Tensor, b: Tensor, same_size: bool) -> None:
 def kaolin_pointcloud() -> ModuleType | None:
     """``kaolin.metrics.pointcloud`` when kaolin is installed, else None (the one place kaolin is imported).
 
-    kaolin has no wheel for current torch (DESIGN.md); an installed but broken kaolin raises here, loudly.
+    kaolin has no wheel for current torch and its ops are CUDA-only, so it is optional; an installed but
+    broken kaolin raises here, loudly.
     """
     if importlib.util.find_spec("kaolin") is None:
         return None

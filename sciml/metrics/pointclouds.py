@@ -28,13 +28,22 @@ Protocols (``generation_metrics``):
   others). Much cheaper (S * batch_size pairs instead of 3 S^2); 1-NNA over 2 x 16 shapes is far noisier and
   its numbers are not comparable with ``"full"``.
 
-Distances between pairs are computed ``batch_size`` pairs at a time; S x S and R x R matrices are computed
-on the upper triangle only (both distances are symmetric; the diagonal is 0 by definition).
+Distances between pairs are computed ``batch_size`` pairs at a time (``pair_batch_size`` in
+``generation_metrics``); S x S and R x R matrices are computed on the upper triangle only (both distances are
+symmetric; the diagonal is 0 by definition), so the full protocol costs S R + S (S - 1) / 2 + R (R - 1) / 2
+pairs per distance.
+
+Sharing the pairs between processes: with ``share=(rank, world_size)`` a process computes only the ``rank``-th
+of ``world_size`` contiguous, equal (to one pair) blocks of each matrix's pair list and leaves the other
+entries 0; ``combine`` (e.g. a sum over processes, which the caller provides: this module knows nothing of
+the distributed setup) turns the partial matrices into the full one on every process. Every pair is computed
+by exactly one process and added to zeros, so the matrices, and the metrics, are the same for any number of
+processes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import torch
@@ -61,6 +70,15 @@ def _distance(
     return earth_movers_distance(a, b, method=emd_method_name, exact_max_points=exact_max_points)
 
 
+def _check_share(share: tuple[int, int] | None) -> tuple[int, int]:
+    if share is None:
+        return 0, 1
+    rank, world_size = share
+    if not (isinstance(rank, int) and isinstance(world_size, int) and 0 <= rank < world_size):
+        raise ValueError(f"share: expected (rank, world_size) with 0 <= rank < world_size, got {share}")
+    return rank, world_size
+
+
 def pairwise_distances(
     x: Float[Tensor, "P N 3"],
     y: Float[Tensor, "Q M 3"] | None = None,
@@ -68,11 +86,16 @@ def pairwise_distances(
     batch_size: int = 64,
     emd_method: EMDMethod = "auto",
     exact_max_points: int = 1024,
+    share: tuple[int, int] | None = None,
 ) -> Float[Tensor, "P Q"]:
-    """Matrix ``D[i, j] = metric(x[i], y[j])``, ``batch_size`` pairs at a time.
+    """Matrix ``D[i, j] = metric(x[i], y[j])``, ``batch_size`` pairs at a time, on ``x``'s device.
 
     ``y=None`` means ``x`` against itself: only pairs ``i < j`` are computed and mirrored, the diagonal is 0.
+    ``share=(rank, world_size)``: only the ``rank``-th of ``world_size`` contiguous blocks of the pair list
+    (row-major ``(i, j)``) is computed, every other entry is 0; summing the matrices of all ranks gives the
+    full matrix (module docstring).
     """
+    rank, world_size = _check_share(share)
     _check_shapes("x", x)
     if y is not None:
         _check_shapes("y", y)
@@ -88,6 +111,10 @@ def pairwise_distances(
         rows, cols = torch.cartesian_prod(
             torch.arange(len(x), device=x.device), torch.arange(len(other), device=x.device)
         ).unbind(dim=1)
+    # Block boundaries rank * pairs // world_size: sizes differ by at most one pair, and the blocks of all
+    # ranks tile the list exactly.
+    start, stop = rank * len(rows) // world_size, (rank + 1) * len(rows) // world_size
+    rows, cols = rows[start:stop], cols[start:stop]
     values = [
         _distance(
             x[rows[k : k + batch_size]], other[cols[k : k + batch_size]], metric, emd_method, exact_max_points
@@ -100,6 +127,15 @@ def pairwise_distances(
         matrix[rows, cols] = flat
         if symmetric:
             matrix[cols, rows] = flat
+    return matrix
+
+
+def pair_count(n_samples: int, n_refs: int) -> int:
+    """Distance pairs of one metric on one set: S R + S (S - 1) / 2 + R (R - 1) / 2 (S x R, two triangles)."""
+    return n_samples * n_refs + n_samples * (n_samples - 1) // 2 + n_refs * (n_refs - 1) // 2
+
+
+def _unchanged(matrix: Tensor) -> Tensor:
     return matrix
 
 
@@ -136,7 +172,14 @@ def one_nn_accuracy(
 
 
 def _set_metrics(
-    samples: Tensor, refs: Tensor, metrics: Sequence[str], batch_size: int, method: EMDMethod, exact_max: int
+    samples: Tensor,
+    refs: Tensor,
+    metrics: Sequence[str],
+    batch_size: int,
+    method: EMDMethod,
+    exact_max: int,
+    share: tuple[int, int] | None,
+    combine: Callable[[Tensor], Tensor],
 ) -> dict[str, float]:
     results: dict[str, float] = {}
     for metric in metrics:
@@ -145,10 +188,11 @@ def _set_metrics(
             "batch_size": batch_size,
             "emd_method": method,
             "exact_max_points": exact_max,
+            "share": share,
         }
-        dist_sr = pairwise_distances(samples, refs, **common)
-        dist_ss = pairwise_distances(samples, **common)
-        dist_rr = pairwise_distances(refs, **common)
+        dist_sr = combine(pairwise_distances(samples, refs, **common))
+        dist_ss = combine(pairwise_distances(samples, **common))
+        dist_rr = combine(pairwise_distances(refs, **common))
         nna = one_nn_accuracy(dist_ss, dist_rr, dist_sr)
         results[f"mmd_{metric}"] = minimum_matching_distance(dist_sr).item()
         results[f"cov_{metric}"] = coverage(dist_sr).item()
@@ -166,12 +210,21 @@ def generation_metrics(
     batch_size: int = 64,
     emd_method: EMDMethod = "auto",
     exact_max_points: int = 1024,
+    pair_batch_size: int | None = None,
+    share: tuple[int, int] | None = None,
+    combine: Callable[[Tensor], Tensor] | None = None,
 ) -> dict[str, float | int | str | None]:
     """MMD, COV and 1-NNA of generated ``samples`` against ``refs`` (module docstring for the protocols).
 
+    ``batch_size`` is the chunk size of ``"per_batch"``; distances are computed ``pair_batch_size`` pairs at
+    a time (default ``batch_size``). ``share=(rank, world_size)`` computes this process's share of the pairs
+    and ``combine`` must then turn each partial distance matrix into the full one (a sum over the processes,
+    e.g. an all-reduce); the inputs must be the same on every process.
+
     Keys: ``mmd_<m>``, ``cov_<m>``, ``1nna_<m>``, ``1nna_<m>_refs``, ``1nna_<m>_samples`` for each metric
-    ``m`` in ``metrics``, plus ``protocol``, ``n_samples``, ``n_refs``, ``n_points``, ``n_chunks`` and
-    ``emd_method`` (``"exact"`` or ``"sinkhorn"``, None without EMD).
+    ``m`` in ``metrics``, plus ``protocol``, ``n_samples``, ``n_refs``, ``n_points``, ``n_chunks``,
+    ``n_pairs`` (distance pairs per metric), ``ranks`` (processes that shared them) and ``emd_method``
+    (``"exact"`` or ``"sinkhorn"``, None without EMD).
     """
     _check_shapes("samples", samples)
     _check_shapes("refs", refs)
@@ -193,6 +246,17 @@ def generation_metrics(
         )
     if batch_size < 1:
         raise ValueError(f"batch_size: expected >= 1, got {batch_size}")
+    pair_batch_size = batch_size if pair_batch_size is None else pair_batch_size
+    if pair_batch_size < 1:
+        raise ValueError(f"pair_batch_size: expected >= 1, got {pair_batch_size}")
+    _, world_size = _check_share(share)
+    if combine is None:
+        if world_size > 1:
+            raise ValueError(
+                f"share={share} computes only part of each distance matrix: pass combine, the sum of the "
+                "partial matrices over the processes"
+            )
+        combine = _unchanged
     n_points = samples.shape[1]
     chosen = resolve_emd_method(n_points, emd_method, exact_max_points) if "emd" in metrics else None
     if protocol == "full":
@@ -202,7 +266,10 @@ def generation_metrics(
             (samples[k : k + batch_size], refs[k : k + batch_size])
             for k in range(0, len(samples), batch_size)
         ]
-    per_chunk = [_set_metrics(s, r, metrics, batch_size, emd_method, exact_max_points) for s, r in chunks]
+    per_chunk = [
+        _set_metrics(s, r, metrics, pair_batch_size, emd_method, exact_max_points, share, combine)
+        for s, r in chunks
+    ]
     results: dict[str, float | int | str | None] = {
         key: sum(chunk[key] for chunk in per_chunk) / len(per_chunk) for key in per_chunk[0]
     }
@@ -212,6 +279,8 @@ def generation_metrics(
         n_refs=len(refs),
         n_points=n_points,
         n_chunks=len(chunks),
+        n_pairs=sum(pair_count(len(s), len(r)) for s, r in chunks),
+        ranks=world_size,
         emd_method=chosen,
     )
     return results

@@ -14,18 +14,36 @@ Evaluation, stated in every report:
   (the normalization is undone).
 * ``protocol="per_batch"``: the metrics of the official test script, computed on each batch of
   ``eval_batch_size`` generated vs reference shapes and averaged over batches.
-* EMD is exact (Hungarian assignment) up to ``emd_exact_max_points`` points and the measured, documented
-  Sinkhorn approximation of :mod:`sciml.geometry.distances` above; the report names the one used.
+* EMD method: with ``emd_exact_max_points=None`` (default) exact (Hungarian assignment, CPU threads) when the
+  module is on a CPU, where it is also the faster method, and the batched on-device Sinkhorn + auction
+  approximation of :mod:`sciml.geometry.distances` (measured and documented there) on a GPU; an integer
+  makes EMD exact up to that many points and Sinkhorn above on any device. The report names the one used.
+
+Evaluation is independent of the number of processes, the batch size and the device:
+
+* Seeding: the noise of the shape generated for dataset sample ``i`` (its initial noise, and DDPM's noise at
+  every step) comes from its own CPU generator seeded by :func:`sample_seeds` ``(sample_seed, i)``, and is
+  moved to the module's device afterwards. The global RNG is never used, so evaluating never changes the
+  training RNG stream, and the same checkpoint always produces the same shapes.
+* Sharding: every process generates its shard of the split; the shapes of all processes are gathered, each
+  sample index kept once (the sampler pads uneven shards by repeating samples) and sorted by index, so every
+  process holds the whole split on its own device.
+* Distances: the pairs of every distance matrix are split into contiguous blocks, one per process; each
+  process computes its block on its device (Chamfer through kaolin when it is importable on CUDA) and the
+  partial matrices are summed over the processes, so every process ends with the same full matrices and the
+  same metrics. The report's ``ranks`` says how many processes shared the ``n_pairs`` pairs per distance.
+* ``save_samples=True`` writes the evaluated shapes, in sample-index order, to
+  ``<run dir>/samples/<stage>_epoch<E>.npz`` (``generated``, ``references``, ``labels``, ``index``).
 
 Sampling defaults to DPM-Solver++(2M) with 25 steps on the same trained weights (``sampler``,
 ``sampling_steps``; ``"ddpm"`` runs all 1000 ancestral steps), optional guidance (``guidance_scale``) and
-optional TaylorSeer-style feature caching (``cache_interval > 1``). Validation draws its noise from its own
-generator seeded by ``sample_seed`` and the sample indexes, so evaluating never changes the training RNG
-stream and the same checkpoint always produces the same shapes.
+optional TaylorSeer-style feature caching (``cache_interval > 1``). Prediction seeds each request's shape
+with the request's own ``seed``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -38,12 +56,19 @@ from torch import Tensor, nn
 
 from sciml.core.atomic import atomic_path
 from sciml.diffusion import GaussianDiffusion, TaylorCache, drop_labels
+from sciml.geometry.distances import EMDMethod
 from sciml.geometry.ply import write_ply
 from sciml.metrics.pointclouds import generation_metrics
 from sciml.tasks import plots
 from sciml.tasks.checkpointing import InjectedNetCheckpoint
 
 Sampler = Literal["ddpm", "ddim", "dpmpp_2m"]
+
+
+def sample_seeds(seed: int, indexes: Sequence[int]) -> list[int]:
+    """The noise seed of each sample index under ``seed``: a hash of ``(seed, index)`` (numpy SeedSequence),
+    so nearby seeds or indexes give unrelated streams and a shape's seed depends on nothing else."""
+    return [int(np.random.SeedSequence([int(seed), int(i)]).generate_state(1, np.uint64)[0]) for i in indexes]
 
 
 class DiT3DTask(InjectedNetCheckpoint):
@@ -61,9 +86,12 @@ class DiT3DTask(InjectedNetCheckpoint):
         cache_interval, cache_order: feature caching (``cache_interval <= 1``: off).
         metrics: distances for the generation metrics, ``"cd"`` and/or ``"emd"``.
         protocol, eval_batch_size: evaluation protocol (module docstring).
-        emd_exact_max_points: largest point count for which EMD is exact.
-        sample_seed: seed of the evaluation/prediction noise.
+        pair_batch_size: distance pairs computed at once (more keeps a GPU busy; EMD chunks by memory itself).
+        emd_exact_max_points: None: exact EMD on a CPU, Sinkhorn on a GPU; else the largest point count
+            for which EMD is exact (module docstring).
+        sample_seed: seed of the evaluation noise (:func:`sample_seeds`).
         render_count: shapes shown in the validation PNG grid.
+        save_samples: write the evaluated shapes to the run directory (module docstring).
     """
 
     def __init__(
@@ -85,11 +113,15 @@ class DiT3DTask(InjectedNetCheckpoint):
         metrics: tuple[str, ...] = ("cd", "emd"),
         protocol: Literal["full", "per_batch"] = "full",
         eval_batch_size: int = 16,
-        emd_exact_max_points: int = 1024,
+        pair_batch_size: int = 64,
+        emd_exact_max_points: int | None = None,
         sample_seed: int = 0,
         render_count: int = 16,
+        save_samples: bool = False,
     ):
         super().__init__()
+        if sample_seed < 0:
+            raise ValueError(f"sample_seed: expected an integer >= 0, got {sample_seed}")
         self.save_hyperparameters(ignore=["net"])
         self.net = net
         self.diffusion = GaussianDiffusion.from_schedule(beta_schedule, num_timesteps, beta_start, beta_end)
@@ -147,19 +179,30 @@ class DiT3DTask(InjectedNetCheckpoint):
         self,
         labels: Int[Tensor, " B"],
         num_points: int,
-        seed: int,
+        seed: int | Sequence[int] | Int[Tensor, " B"],
         sampler: Sampler | None = None,
         steps: int | None = None,
         progress: bool = False,
     ) -> tuple[Float[Tensor, "B N 3"], int]:
         """Shapes for ``labels`` in the data's units, and the network evaluations it took.
 
-        The noise comes from a generator seeded with ``seed`` (the global RNG is untouched).
+        ``seed``: one seed per shape; shape ``b``'s noise (initial and per step) is drawn on the CPU from a
+        generator seeded with ``seed[b]`` and moved to the labels' device, so it depends on that seed alone,
+        not on the batch, its size or the device. An int ``s`` stands for ``sample_seeds(s, range(B))``, the
+        seeds evaluation gives samples ``0 .. B-1``. The global RNG is untouched.
         """
         hp = self.hparams
         sampler = sampler or hp.sampler
         steps = None if sampler == "ddpm" else (steps or hp.sampling_steps)
-        generator = torch.Generator(device=labels.device).manual_seed(int(seed))
+        if isinstance(seed, (int, np.integer)):
+            seeds = sample_seeds(seed, range(labels.shape[0]))
+        else:
+            seeds = [int(value) for value in seed]
+        if len(seeds) != labels.shape[0]:
+            raise ValueError(
+                f"seed: expected an int or one seed per shape ({labels.shape[0]}), got {len(seeds)}"
+            )
+        generators = [torch.Generator().manual_seed(value) for value in seeds]
         guided = hp.guidance_scale != 1.0
         null = torch.full_like(labels, self.net.null_label) if guided else None
         cache = (
@@ -173,7 +216,7 @@ class DiT3DTask(InjectedNetCheckpoint):
             steps=steps,
             guidance_scale=hp.guidance_scale,
             null_cond=null,
-            generator=generator,
+            generator=generators,
             cache=cache,
             progress=progress,
             device=labels.device,
@@ -193,12 +236,11 @@ class DiT3DTask(InjectedNetCheckpoint):
 
     def _evaluation_step(self, batch: dict[str, Tensor]) -> None:
         references = batch["points"]
-        # One seed per batch from its first sample index: the same shapes for the same data order.
-        seed = self.hparams.sample_seed * 1_000_003 + int(batch["index"][0])
-        generated, _ = self.generate(batch["label"], references.shape[1], seed)
+        seeds = sample_seeds(self.hparams.sample_seed, batch["index"].tolist())
+        generated, _ = self.generate(batch["label"], references.shape[1], seeds)
         self._generated.append(generated.float())
         self._references.append(self.denormalize(references).float())
-        self._rows.append(torch.stack([batch["index"].float(), batch["label"].float()], dim=1))
+        self._rows.append(torch.stack([batch["index"], batch["label"]], dim=1).long())
 
     def on_validation_epoch_end(self) -> None:
         self._evaluation_epoch_end("val")
@@ -206,38 +248,54 @@ class DiT3DTask(InjectedNetCheckpoint):
     def on_test_epoch_end(self) -> None:
         self._evaluation_epoch_end("test")
 
-    def _gathered(self) -> tuple[Tensor, Tensor, Tensor]:
-        """Generated and reference shapes and labels of every rank, each sample index once, in order."""
+    def _gathered(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Generated and reference shapes, labels and sample indexes of every rank, each index once, sorted
+        by index, on this module's device."""
         generated, references = torch.cat(self._generated), torch.cat(self._references)
-        rows = torch.cat(self._rows)
+        rows = torch.cat(self._rows)  # (n, 2): sample index, label
         if self.trainer.world_size > 1:
             generated = self.all_gather(generated).flatten(0, 1)  # (world, n, N, 3) -> (world * n, N, 3)
             references = self.all_gather(references).flatten(0, 1)
             rows = self.all_gather(rows).flatten(0, 1)
+        # The padding repeats of uneven shards are copies of samples another rank holds: keep one of each.
         order = {int(index): position for position, index in enumerate(rows[:, 0].tolist())}
         keep = torch.tensor([order[index] for index in sorted(order)], device=rows.device)
-        return generated[keep].cpu(), references[keep].cpu(), rows[keep, 1].long().cpu()
+        return generated[keep], references[keep], rows[keep, 1], rows[keep, 0]
+
+    def _emd_method(self) -> tuple[EMDMethod, int]:
+        """The EMD method and exact-size threshold for :func:`generation_metrics` (module docstring)."""
+        if self.hparams.emd_exact_max_points is not None:
+            return "auto", self.hparams.emd_exact_max_points
+        return ("sinkhorn" if self.device.type == "cuda" else "exact"), 0
+
+    def _sum_over_ranks(self, matrix: Tensor) -> Tensor:
+        """Each rank computed its block of the pairs, zeros elsewhere: the sum is the full matrix."""
+        return self.trainer.strategy.reduce(matrix, reduce_op="sum")
 
     def _evaluation_epoch_end(self, prefix: str) -> None:
         if not self._generated:
             return
-        generated, references, labels = self._gathered()
+        generated, references, labels, indexes = self._gathered()
         self._generated, self._references, self._rows = [], [], []
         if self.trainer.sanity_checking:
             return
         hp = self.hparams
+        method, exact_max_points = self._emd_method()
         results = generation_metrics(
             generated,
             references,
             metrics=tuple(hp.metrics),
             protocol=hp.protocol,
             batch_size=hp.eval_batch_size,
-            emd_method="auto",
-            exact_max_points=hp.emd_exact_max_points,
+            emd_method=method,
+            exact_max_points=exact_max_points,
+            pair_batch_size=hp.pair_batch_size,
+            share=(self.trainer.global_rank, self.trainer.world_size),
+            combine=self._sum_over_ranks,
         )
         numbers = {key: float(value) for key, value in results.items() if isinstance(value, (int, float))}
         for key, value in numbers.items():
-            if key not in ("n_samples", "n_refs", "n_points"):
+            if key not in ("n_samples", "n_refs", "n_points", "n_chunks", "n_pairs", "ranks"):
                 # Identical on every rank after the gather; sync_dist only keeps Lightning's DDP check quiet.
                 self.log(f"{prefix}/{key}", value, sync_dist=True, prog_bar=key.startswith("1nna"))
         self.summary = {
@@ -247,10 +305,39 @@ class DiT3DTask(InjectedNetCheckpoint):
             "sampler": f"{hp.sampler} ({hp.sampling_steps} steps)" if hp.sampler != "ddpm" else "ddpm (1000)",
             "guidance scale": hp.guidance_scale,
         }
+        # Trainer.log_dir broadcasts from rank 0: every rank must ask for it, or rank 0 waits forever.
+        run_directory = Path(self.trainer.log_dir or self.trainer.default_root_dir)
         if self.trainer.is_global_zero:
-            self.summary["plots"] = str(self._render(prefix, generated, references, labels))
+            generated, references, labels = generated.cpu(), references.cpu(), labels.cpu()
+            self.summary["plots"] = str(self._render(run_directory, prefix, generated, references, labels))
+            if hp.save_samples:
+                shapes = (generated, references, labels, indexes.cpu())
+                self.summary["samples"] = str(self._save(run_directory, prefix, *shapes))
 
-    def _render(self, prefix: str, generated: Tensor, references: Tensor, labels: Tensor) -> Path:
+    def _save(
+        self,
+        run_directory: Path,
+        prefix: str,
+        generated: Tensor,
+        references: Tensor,
+        labels: Tensor,
+        indexes: Tensor,
+    ) -> Path:
+        path = run_directory / "samples" / f"{prefix}_epoch{self.current_epoch:04d}.npz"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+            np.savez(
+                handle,
+                generated=generated.numpy(),
+                references=references.numpy(),
+                labels=labels.numpy(),
+                index=indexes.numpy(),
+            )
+        return path
+
+    def _render(
+        self, run_directory: Path, prefix: str, generated: Tensor, references: Tensor, labels: Tensor
+    ) -> Path:
         count = min(self.hparams.render_count, len(generated))
         names = self._category_names()
         clouds, titles = [], []
@@ -258,7 +345,7 @@ class DiT3DTask(InjectedNetCheckpoint):
             name = names[int(labels[i])] if names else f"class {int(labels[i])}"
             clouds += [generated[i].numpy(), references[i].numpy()]
             titles += [f"generated {name}", f"reference {name}"]
-        directory = Path(self.trainer.log_dir or self.trainer.default_root_dir) / "plots" / prefix
+        directory = run_directory / "plots" / prefix
         directory.mkdir(parents=True, exist_ok=True)
         return plots.plot_point_clouds(
             clouds,
@@ -273,8 +360,8 @@ class DiT3DTask(InjectedNetCheckpoint):
 
     # ------------------------------------------------------------------ prediction
     def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
-        # One generator per batch, seeded by its first request: the same shapes for the same requests.
-        generated, _ = self.generate(batch["label"], int(batch["n_points"][0]), int(batch["seed"][0]))
+        # Each request's own seed: a request's shape does not depend on the batch it lands in.
+        generated, _ = self.generate(batch["label"], int(batch["n_points"][0]), batch["seed"].tolist())
         return {"points": generated.cpu(), "label": batch["label"].cpu(), "index": batch["index"].cpu()}
 
 

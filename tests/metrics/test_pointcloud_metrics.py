@@ -9,6 +9,7 @@ from sciml.metrics.pointclouds import (
     generation_metrics,
     minimum_matching_distance,
     one_nn_accuracy,
+    pair_count,
     pairwise_distances,
 )
 
@@ -32,6 +33,50 @@ def test_pairwise_distances_match_the_pair_by_pair_definition():
         self_matrix = pairwise_distances(x, metric=metric, batch_size=2)  # upper triangle, mirrored
         torch.testing.assert_close(self_matrix, pairwise_distances(x, x, metric=metric))
         assert torch.equal(self_matrix.diagonal(), torch.zeros(3))
+
+
+@pytest.mark.parametrize("world_size", [2, 3, 7])
+def test_shares_of_the_pairs_tile_the_matrix_exactly(world_size):
+    """Each rank's block is disjoint from the others and together they are the whole matrix, bit for bit."""
+    x, y = _shapes(4, seed=1), _shapes(3, seed=2)
+    for metric in ("cd", "emd"):
+        for other in (y, None):
+            full = pairwise_distances(x, other, metric=metric, batch_size=2)
+            parts = [
+                pairwise_distances(x, other, metric=metric, batch_size=2, share=(rank, world_size))
+                for rank in range(world_size)
+            ]
+            assert torch.equal(sum(parts), full)
+            computed = torch.stack(
+                [part != 0 for part in parts]
+            )  # (world, P, Q): distinct shapes, CD/EMD > 0
+            assert computed.sum(dim=0).max() <= 1, "a pair computed by two ranks"
+            sizes = [int(part.count_nonzero()) // (2 if other is None else 1) for part in parts]
+            assert max(sizes) - min(sizes) <= 1, sizes
+
+
+def test_metrics_from_shared_pairs_equal_the_single_process_ones():
+    """Two simulated ranks: each computes its block, ``combine`` adds the other rank's block."""
+    samples, refs = _shapes(5, seed=7), _shapes(5, seed=8)
+    single = generation_metrics(samples, refs, pair_batch_size=3)
+    other_blocks: list[torch.Tensor] = []
+
+    def record_other_rank(partial):
+        return partial + other_blocks.pop(0)
+
+    # in the order rank 0's generation_metrics asks for them: S x R, S x S, R x R, for CD then EMD
+    for metric in ("cd", "emd"):
+        for x, y in ((samples, refs), (samples, None), (refs, None)):
+            other_blocks.append(pairwise_distances(x, y, metric=metric, batch_size=3, share=(1, 2)))
+    shared = generation_metrics(samples, refs, pair_batch_size=3, share=(0, 2), combine=record_other_rank)
+    assert not other_blocks
+    assert shared.pop("ranks") == 2 and single.pop("ranks") == 1
+    assert shared == single
+    assert single["n_pairs"] == pair_count(5, 5) == 25 + 2 * 10
+    with pytest.raises(ValueError, match="pass combine"):
+        generation_metrics(samples, refs, share=(0, 2))
+    with pytest.raises(ValueError, match="0 <= rank < world_size"):
+        pairwise_distances(samples, share=(2, 2))
 
 
 def test_mmd_cov_and_1nna_on_hand_made_matrices():

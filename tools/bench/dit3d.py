@@ -10,12 +10,20 @@
    (Chamfer and EMD; 50% is ideal) against the test shapes, for 1000-step DDPM, DDIM and DPM-Solver++(2M)
    at ``--steps`` steps, each with and without Taylor feature caching. One generated shape per test shape
    (the full-test-set protocol), the same seed for every sampler.
+3. Evaluation cost of the full protocol at the paper's scale (``--eval-shapes`` 1000 generated x 1000
+   reference shapes of ``--eval-points`` 2048): seconds per distance pair measured on a sample of pairs of
+   synthetic chairs and airplanes (``--cd-pairs`` / ``--emd-pairs`` per side, squared), through
+   ``pairwise_distances`` as the task calls it, then multiplied by the protocol's pair count per distance,
+   S R + S (S - 1) / 2 + R (R - 1) / 2 = 1,999,000 for 1000 x 1000. EMD uses the method the task picks on
+   that device: exact (Hungarian, ``--threads`` threads) on the CPU, Sinkhorn + auction on a GPU. The CPU is
+   always measured, a GPU when CUDA is available. With W processes each computes 1 / W of the pairs.
 
 Each measurement repeats ``--repeats`` times and keeps the minimum (shared machines are noisy: compare the
 ratios from one run, not the seconds). Memory on CPU is the growth of the process's peak RSS during the
 first repeat of each configuration, which runs in a fresh subprocess; on CUDA ``max_memory_allocated``.
 
     .venv/bin/python tools/bench/dit3d.py [--device cpu|cuda] [--ckpt PATH] [--quick] [--json out.json]
+    .venv/bin/python tools/bench/dit3d.py --no-network --no-sampling   # only the evaluation cost
 
 JSON goes to stdout (and ``--json``), the tables to stderr.
 """
@@ -178,7 +186,11 @@ def sampling_benchmark(args) -> dict:
             if args.device == "cuda":
                 torch.cuda.synchronize()
             best = min(best, time.perf_counter() - start)
-        metrics = generation_metrics(generated.float().cpu(), references.float().cpu(), metrics=("cd", "emd"))
+        # the EMD method DiT3DTask picks on this device: exact on the CPU, Sinkhorn + auction on a GPU
+        method = "exact" if args.device == "cpu" else "sinkhorn"
+        metrics = generation_metrics(
+            generated.float(), references.float(), metrics=("cd", "emd"), emd_method=method
+        )
         label = f"{sampler} {steps}" + (f" + cache/{interval}" if interval > 1 else "")
         print(f"[sampling] {label}: {best:.2f} s", file=sys.stderr, flush=True)
         rows.append(
@@ -201,6 +213,68 @@ def sampling_benchmark(args) -> dict:
     }
 
 
+def _timed_pairs(x, y, metric: str, method: str, batch_size: int, device: str, repeats: int) -> float:
+    from sciml.metrics.pointclouds import pairwise_distances
+
+    best = float("inf")
+    for _ in range(repeats):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        pairwise_distances(x, y, metric=metric, batch_size=batch_size, emd_method=method)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def evaluation_benchmark(args) -> dict:
+    """Seconds of the full protocol's CD and EMD matrices, extrapolated from a measured sample of pairs."""
+    import numpy as np
+
+    from sciml.data.shapes import make_shape
+    from sciml.geometry.distances import kaolin_pointcloud
+    from sciml.metrics.pointclouds import pair_count
+
+    side = max(args.cd_pairs, args.emd_pairs)
+    clouds = np.stack(
+        [
+            make_shape(("chair", "airplane")[i % 2], split="test", index=i, points=args.eval_points)[0]
+            for i in range(2 * side)
+        ]
+    )  # (2 side, P, 3): the first half against the second, never a shape against itself
+    pairs = pair_count(args.eval_shapes, args.eval_shapes)
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    rows = []
+    for device in devices:
+        points = torch.from_numpy(clouds).to(device)
+        for metric, per_side in (("cd", args.cd_pairs), ("emd", args.emd_pairs)):
+            method = "exact" if device == "cpu" else "sinkhorn"  # what DiT3DTask picks on that device
+            x, y = points[:per_side], points[side : side + per_side]
+            repeats = args.repeats if metric == "cd" else 1
+            batch = args.pair_batch_size if device == "cuda" else 64
+            seconds = _timed_pairs(x, y, metric, method, batch, device, repeats)
+            per_pair = seconds / per_side**2
+            if metric == "cd":
+                name = "kaolin" if device == "cuda" and kaolin_pointcloud() is not None else "torch"
+            else:
+                name = method
+            print(
+                f"[evaluation] {device} {metric} ({name}): {per_pair * 1e3:.2f} ms per pair", file=sys.stderr
+            )
+            rows.append(
+                dict(
+                    device=device,
+                    distance=metric,
+                    method=name,
+                    sample_pairs=per_side**2,
+                    seconds_per_pair=per_pair,
+                    full_protocol_s=per_pair * pairs,
+                )
+            )
+    return {"shapes": args.eval_shapes, "points": args.eval_points, "pairs_per_distance": pairs, "rows": rows}
+
+
 def print_tables(report: dict) -> None:
     from rich.console import Console
 
@@ -209,6 +283,40 @@ def print_tables(report: dict) -> None:
         _print_network(console, report)
     if report.get("sampling"):
         _print_sampling(console, report["sampling"])
+    if report.get("evaluation"):
+        _print_evaluation(console, report)
+
+
+def _print_evaluation(console, report: dict) -> None:
+    from rich.table import Table
+
+    evaluation = report["evaluation"]
+    table = Table(
+        title=f"full protocol, {evaluation['shapes']} x {evaluation['shapes']} shapes of "
+        f"{evaluation['points']} points: {evaluation['pairs_per_distance']:,} pairs per distance "
+        f"(CPU: {report['threads']} threads)"
+    )
+    for column in (
+        "device",
+        "distance",
+        "method",
+        "pairs measured",
+        "ms per pair",
+        "full protocol s",
+        "hours",
+    ):
+        table.add_column(column)
+    for row in evaluation["rows"]:
+        table.add_row(
+            row["device"],
+            row["distance"],
+            row["method"],
+            str(row["sample_pairs"]),
+            f"{row['seconds_per_pair'] * 1e3:.2f}",
+            f"{row['full_protocol_s']:.3g}",
+            f"{row['full_protocol_s'] / 3600:.3g}",
+        )
+    console.print(table)
 
 
 def _print_network(console, report: dict) -> None:
@@ -266,8 +374,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shapes", type=int, default=16, help="test shapes generated per sampler")
     parser.add_argument("--steps", type=int, default=25, help="steps of DDIM and DPM-Solver++")
     parser.add_argument("--cache-interval", type=int, default=3, help="full steps every N with caching")
-    parser.add_argument("--no-sampling", action="store_true", help="only the network part")
-    parser.add_argument("--no-network", action="store_true", help="only the sampling part")
+    parser.add_argument("--no-sampling", action="store_true", help="skip the sampling part")
+    parser.add_argument("--no-network", action="store_true", help="skip the network part")
+    parser.add_argument("--no-evaluation", action="store_true", help="skip the evaluation-cost part")
+    parser.add_argument("--eval-shapes", type=int, default=1000, help="S = R of the extrapolated protocol")
+    parser.add_argument(
+        "--eval-points", type=int, default=2048, help="points per shape of the evaluation part"
+    )
+    parser.add_argument("--cd-pairs", type=int, default=8, help="CD measured on this many squared pairs")
+    parser.add_argument("--emd-pairs", type=int, default=3, help="EMD measured on this many squared pairs")
+    parser.add_argument("--pair-batch-size", type=int, default=256, help="pairs per batch on a GPU")
     parser.add_argument("--quick", action="store_true", help="one repeat, no 1000-step DDPM")
     parser.add_argument("--json", default=None)
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -283,6 +399,8 @@ def main(argv: list[str] | None = None) -> int:
         report["network"] = network_benchmark(args)
     if not args.no_sampling:
         report["sampling"] = sampling_benchmark(args)
+    if not args.no_evaluation:
+        report["evaluation"] = evaluation_benchmark(args)
     text = json.dumps(report, indent=2)
     print(text)
     if args.json:
