@@ -6,10 +6,29 @@ import sys
 from pathlib import Path
 
 import pytest
+from field_fixtures import make_well_fixture
 
 from sciml.cli import main
 
 SHIPPED = Path(__file__).resolve().parents[1] / "configs" / "turbulence.yaml"
+#: turbulence.yaml at its smallest, on the ``flow`` fixture.
+TINY = [
+    "--config",
+    str(SHIPPED),
+    "--data.init_args.path=flow.h5",
+    "--trainer.accelerator=cpu",
+    "--model.init_args.net.init_args.grid_shape=[8, 8, 8]",
+    "--model.init_args.net.init_args.dim=24",
+    "--model.init_args.net.init_args.n_layer=1",
+]
+
+
+@pytest.fixture
+def flow(tmp_path, monkeypatch):
+    """A 4-trajectory 8^3 Well file ``flow.h5`` in the working directory (a fresh ``tmp_path``)."""
+    monkeypatch.chdir(tmp_path)
+    make_well_fixture(tmp_path / "flow.h5", n_trajectories=4, n_steps=5, shape=(8, 8, 8), pressure=False)
+    return tmp_path / "flow.h5"
 
 
 def test_help_runs_as_a_module():
@@ -100,33 +119,21 @@ def test_missing_data_without_a_generator_names_the_command_that_makes_it(tmp_pa
     assert "nowhere/flow.h5" in err and "python -m sciml.data.generate" in err
 
 
-def test_fit_then_predict_writes_rollouts_in_the_input_schema(tmp_path, monkeypatch):
+def test_fit_then_predict_writes_rollouts_in_the_input_schema(flow, tmp_path):
     import h5py
     import numpy as np
-    from field_fixtures import make_well_fixture
 
     from sciml.data.fields import open_fields
 
-    monkeypatch.chdir(tmp_path)
-    make_well_fixture(tmp_path / "flow.h5", n_trajectories=4, n_steps=5, shape=(8, 8, 8), pressure=False)
-    common = [
-        "--config",
-        str(SHIPPED),
-        "--data.init_args.path=flow.h5",
-        "--trainer.accelerator=cpu",
-        "--model.init_args.net.init_args.grid_shape=[8, 8, 8]",
-        "--model.init_args.net.init_args.dim=24",
-        "--model.init_args.net.init_args.n_layer=1",
-    ]
-    main(["fit", *common, "--trainer.max_epochs=1"])
+    main(["fit", *TINY, "--trainer.max_epochs=1"])
     checkpoint = tmp_path / "runs" / "turbulence" / "version_0" / "checkpoints" / "last.ckpt"
     assert checkpoint.exists()
-    main(["predict", *common, f"--ckpt_path={checkpoint}"])
+    main(["predict", *TINY, f"--ckpt_path={checkpoint}"])
 
     written = tmp_path / "runs" / "turbulence" / "predictions" / "rollouts.h5"
-    source, rollouts = open_fields(tmp_path / "flow.h5"), open_fields(written)
+    source, rollouts = open_fields(flow), open_fields(written)
     assert [c.name for c in rollouts.info.channels] == [c.name for c in source.info.channels]
-    with h5py.File(written) as out, h5py.File(tmp_path / "flow.h5") as inp:
+    with h5py.File(written) as out, h5py.File(flow) as inp:
         predicted, truth = out["t1_fields/velocity"][:], inp["t1_fields/velocity"][:]
         assert predicted.shape == (1, 5, 8, 8, 8, 3)  # the test trajectory, whole length
         test_trajectory = int(out.attrs["source_trajectories"][0])
@@ -169,29 +176,20 @@ def test_a_value_a_data_module_rejects_prints_one_line(
     assert "Traceback" not in err and "Union subtypes" not in err
 
 
-def test_a_data_error_in_a_dataloader_worker_prints_one_line(tmp_path, monkeypatch, capsys):
+def test_a_data_error_in_a_dataloader_worker_prints_one_line(flow, capsys):
     import h5py
     import numpy as np
-    from field_fixtures import make_well_fixture
 
-    monkeypatch.chdir(tmp_path)
-    make_well_fixture(tmp_path / "flow.h5", n_trajectories=4, n_steps=5, shape=(8, 8, 8), pressure=False)
-    with h5py.File(tmp_path / "flow.h5", "a") as f:  # the validation trajectory (the data module's split)
+    with h5py.File(flow, "a") as f:  # the validation trajectory (the data module's split)
         f["t1_fields/velocity"][2, 3, 1, 2, 3, 0] = np.nan
     with pytest.raises(SystemExit) as stop:
         main(
             [
                 "fit",
-                "--config",
-                str(SHIPPED),
-                "--data.init_args.path=flow.h5",
+                *TINY,
                 "--data.init_args.num_workers=1",
                 "--data.init_args.full_check_bytes=0",  # a large file: checked only where it is read
-                "--trainer.accelerator=cpu",
                 "--trainer.max_epochs=1",
-                "--model.init_args.net.init_args.grid_shape=[8, 8, 8]",
-                "--model.init_args.net.init_args.dim=24",
-                "--model.init_args.net.init_args.n_layer=1",
             ]
         )
     assert stop.value.code == 1
@@ -244,24 +242,11 @@ def test_a_read_only_run_folder_stops_fit_before_any_work(read_only_folder, tmp_
 
 
 def test_a_read_only_predictions_folder_stops_predict_before_any_rollout(
-    read_only_folder, tmp_path, monkeypatch, capsys
+    read_only_folder, flow, tmp_path, monkeypatch, capsys
 ):
-    from field_fixtures import make_well_fixture
-
     from sciml.tasks.surrogate import SurrogateTask
 
-    monkeypatch.chdir(tmp_path)
-    make_well_fixture(tmp_path / "flow.h5", n_trajectories=4, n_steps=5, shape=(8, 8, 8), pressure=False)
-    common = [
-        "--config",
-        str(SHIPPED),
-        "--data.init_args.path=flow.h5",
-        "--trainer.accelerator=cpu",
-        "--model.init_args.net.init_args.grid_shape=[8, 8, 8]",
-        "--model.init_args.net.init_args.dim=24",
-        "--model.init_args.net.init_args.n_layer=1",
-    ]
-    main(["fit", *common, "--trainer.max_steps=1"])
+    main(["fit", *TINY, "--trainer.max_steps=1"])
     checkpoint = tmp_path / "runs" / "turbulence" / "version_0" / "checkpoints" / "last.ckpt"
     rollouts = []
     monkeypatch.setattr(SurrogateTask, "predict_step", lambda *args, **kwargs: rollouts.append(args))
@@ -270,7 +255,7 @@ def test_a_read_only_predictions_folder_stops_predict_before_any_rollout(
         main(
             [
                 "predict",
-                *common,
+                *TINY,
                 f"--ckpt_path={checkpoint}",
                 f"--trainer.callbacks.output_dir={read_only_folder / 'predictions'}",
             ]

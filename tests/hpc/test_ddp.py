@@ -3,12 +3,9 @@ validation metrics, as 1 process with batch 2B; only rank 0 writes. Both runs mu
 weights moved away from the seeded initial weights that `fit` builds from the config."""
 
 import csv
-import os
-import subprocess
-import sys
 
 import torch
-from conftest import TINY_CONFIG
+from conftest import TINY_CONFIG, run_sciml
 
 from sciml.cli import SciMLCLI, _run
 
@@ -16,32 +13,15 @@ MAX_STEPS = 20
 
 
 def fit(root, data, devices, batch_size):
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    env.pop("SLURM_JOB_ID", None)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "sciml",
-            "fit",
-            "--config",
-            str(TINY_CONFIG),
-            f"--trainer.devices={devices}",
-            "--trainer.strategy=" + ("ddp" if devices > 1 else "auto"),
-            f"--trainer.default_root_dir={root}",
-            f"--trainer.logger.init_args.save_dir={root}",
-            f"--data.init_args.path={data}",
-            f"--data.init_args.batch_size={batch_size}",
-            f"--trainer.max_steps={MAX_STEPS}",
-        ],  # 4 epochs of 5 steps: the last checkpoint is the final state
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=root.parent,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result
+    # 4 epochs of 5 steps: the last checkpoint is the final state
+    arguments = [
+        "--config",
+        str(TINY_CONFIG),
+        f"--data.init_args.path={data}",
+        f"--data.init_args.batch_size={batch_size}",
+        f"--trainer.max_steps={MAX_STEPS}",
+    ]
+    return run_sciml("fit", arguments, root, devices, cwd=root.parent)
 
 
 class _BuildOnly(SciMLCLI):

@@ -4,15 +4,11 @@ noise included) and scores them with the same metrics, the pairwise distances sp
 The 5 evaluation shapes shard as 3 + 2 over 2 processes, so the second shard is padded with a repeat."""
 
 import csv
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from conftest import fit_two_steps, run_sciml
 from pointcloud_fixtures import TRAIN_POINTS, make_pc15k_fixture
-
-from sciml.cli import main
 
 SHAPES = 5  # odd: 2 processes get 3 shapes each, one of them a repeat
 
@@ -39,29 +35,13 @@ METRICS = [f"val/{name}_{metric}" for name in ("mmd", "cov", "1nna") for metric 
 
 def validate(root, data, checkpoint, devices):
     """``python -m sciml validate`` in ``root``: ``(the validation row of metrics.csv, the saved shapes)``."""
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    env.pop("SLURM_JOB_ID", None)  # Lightning would take the process layout from SLURM
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "sciml",
-            "validate",
-            *TINY,
-            f"--data.init_args.path={data}",
-            f"--ckpt_path={checkpoint}",
-            f"--trainer.devices={devices}",
-            "--trainer.strategy=" + ("ddp" if devices > 1 else "auto"),
-            f"--trainer.default_root_dir={root}",
-            f"--trainer.logger.init_args.save_dir={root}",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    run_sciml(
+        "validate",
+        [*TINY, f"--data.init_args.path={data}", f"--ckpt_path={checkpoint}"],
+        root,
+        devices,
         cwd=root,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
     run = root / "dit3d" / "version_0"
     (row,) = [row for row in csv.DictReader((run / "metrics.csv").open()) if row.get("val/1nna_cd")]
     (saved,) = (run / "samples").glob("val_epoch*.npz")
@@ -72,17 +52,7 @@ def test_one_and_two_gloo_processes_generate_and_score_the_same_shapes(tmp_path,
     data = tmp_path / "shapes"
     make_pc15k_fixture(data, counts={"train": 3, "val": 3, "test": 1})
     monkeypatch.chdir(tmp_path)
-    main(
-        [
-            "fit",
-            *TINY,
-            f"--data.init_args.path={data}",
-            f"--trainer.logger.init_args.save_dir={tmp_path / 'fit'}",
-            "--trainer.max_steps=2",
-            "--trainer.val_check_interval=2",
-        ]
-    )
-    checkpoint = tmp_path / "fit" / "dit3d" / "version_0" / "checkpoints" / "last.ckpt"
+    checkpoint = fit_two_steps([*TINY, f"--data.init_args.path={data}"], tmp_path / "fit", "dit3d")
     (single := tmp_path / "single").mkdir()
     (double := tmp_path / "ddp").mkdir()
     single_row, single_shapes = validate(single, data, checkpoint, devices=1)

@@ -3,13 +3,10 @@ by 2 gloo processes (DDP on CPU) scores the same views with the same PSNR, SSIM 
 held-out views shard as 2 + 1 over 2 processes, so the second shard is padded with a repeat of view 0."""
 
 import csv
-import os
-import subprocess
-import sys
 
 import pytest
+from conftest import fit_two_steps, run_sciml
 
-from sciml.cli import main
 from sciml.data.dynamic_scenes import make_dynamic_scene
 
 #: shade.yaml at its smallest: no prior (evaluation does not use it), 8 samples per ray, no orbit GIF.
@@ -30,29 +27,13 @@ VIEWS = 3  # odd: 2 processes get 2 views each, one of them a repeat
 
 def validate(root, data, checkpoint, devices):
     """``python -m sciml validate`` in ``root``: ``(metrics.csv rows, per-view table rows)``."""
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    env.pop("SLURM_JOB_ID", None)  # Lightning would take the process layout from SLURM
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "sciml",
-            "validate",
-            *TINY,
-            f"--data.init_args.path={data}",
-            f"--ckpt_path={checkpoint}",
-            f"--trainer.devices={devices}",
-            "--trainer.strategy=" + ("ddp" if devices > 1 else "auto"),
-            f"--trainer.default_root_dir={root}",
-            f"--trainer.logger.init_args.save_dir={root}",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    run_sciml(
+        "validate",
+        [*TINY, f"--data.init_args.path={data}", f"--ckpt_path={checkpoint}"],
+        root,
+        devices,
         cwd=root,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
     run = root / "shade" / "version_0"
     metrics = list(csv.DictReader((run / "metrics.csv").open()))
     (table,) = (run / "plots" / "val").glob("views_epoch*.csv")
@@ -63,17 +44,7 @@ def test_one_and_two_gloo_processes_score_the_same_views_alike(tmp_path, monkeyp
     data = tmp_path / "scene"
     make_dynamic_scene(data, height=16, width=16, train=2, val=VIEWS, test=1, video=3, progress=False)
     monkeypatch.chdir(tmp_path)
-    main(
-        [
-            "fit",
-            *TINY,
-            f"--data.init_args.path={data}",
-            f"--trainer.logger.init_args.save_dir={tmp_path / 'fit'}",
-            "--trainer.max_steps=2",
-            "--trainer.val_check_interval=2",
-        ]
-    )
-    checkpoint = tmp_path / "fit" / "shade" / "version_0" / "checkpoints" / "last.ckpt"
+    checkpoint = fit_two_steps([*TINY, f"--data.init_args.path={data}"], tmp_path / "fit", "shade")
     (single := tmp_path / "single").mkdir()
     (double := tmp_path / "ddp").mkdir()
     single_metrics, single_views = validate(single, data, checkpoint, devices=1)
