@@ -140,6 +140,12 @@ def test_fit_then_predict_writes_rollouts_in_the_input_schema(flow, tmp_path):
         # The rollout starts from the true first frame and then departs from the truth.
         np.testing.assert_allclose(predicted[0, 0], truth[test_trajectory, 0], rtol=1e-6)
         assert not np.allclose(predicted[0, 1:], truth[test_trajectory, 1:])
+    # The Well's own reader takes the file as written: one trajectory, every window, our values.
+    from the_well.data import WellDataset
+
+    well = WellDataset(path=str(written.parent), n_steps_input=1, n_steps_output=1, use_normalization=False)
+    assert well.metadata.n_trajectories_per_file == [1] and len(well) == 4
+    np.testing.assert_array_equal(well[3]["output_fields"][0].numpy(), predicted[0, 4])
 
 
 @pytest.mark.parametrize(
