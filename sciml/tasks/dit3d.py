@@ -61,6 +61,7 @@ from sciml.geometry.ply import write_ply
 from sciml.metrics.pointclouds import generation_metrics
 from sciml.tasks import plots
 from sciml.tasks.checkpointing import InjectedNetCheckpoint
+from sciml.tasks.gathering import gather_unique
 
 Sampler = Literal["ddpm", "ddim", "dpmpp_2m"]
 
@@ -248,20 +249,6 @@ class DiT3DTask(InjectedNetCheckpoint):
     def on_test_epoch_end(self) -> None:
         self._evaluation_epoch_end("test")
 
-    def _gathered(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Generated and reference shapes, labels and sample indexes of every rank, each index once, sorted
-        by index, on this module's device."""
-        generated, references = torch.cat(self._generated), torch.cat(self._references)
-        rows = torch.cat(self._rows)  # (n, 2): sample index, label
-        if self.trainer.world_size > 1:
-            generated = self.all_gather(generated).flatten(0, 1)  # (world, n, N, 3) -> (world * n, N, 3)
-            references = self.all_gather(references).flatten(0, 1)
-            rows = self.all_gather(rows).flatten(0, 1)
-        # The padding repeats of uneven shards are copies of samples another rank holds: keep one of each.
-        order = {int(index): position for position, index in enumerate(rows[:, 0].tolist())}
-        keep = torch.tensor([order[index] for index in sorted(order)], device=rows.device)
-        return generated[keep], references[keep], rows[keep, 1], rows[keep, 0]
-
     def _emd_method(self) -> tuple[EMDMethod, int]:
         """The EMD method and exact-size threshold for :func:`generation_metrics` (module docstring)."""
         if self.hparams.emd_exact_max_points is not None:
@@ -275,7 +262,11 @@ class DiT3DTask(InjectedNetCheckpoint):
     def _evaluation_epoch_end(self, prefix: str) -> None:
         if not self._generated:
             return
-        generated, references, labels, indexes = self._gathered()
+        # Every rank ends with the whole split on its device, each sample index once, in index order.
+        rows, generated, references = gather_unique(
+            self, torch.cat(self._rows), torch.cat(self._generated), torch.cat(self._references)
+        )
+        indexes, labels = rows[:, 0], rows[:, 1]
         self._generated, self._references, self._rows = [], [], []
         if self.trainer.sanity_checking:
             return
@@ -389,18 +380,11 @@ class PointCloudWriter(BasePredictionWriter):
         self._batches.append(prediction)
 
     def on_predict_epoch_end(self, trainer, pl_module) -> None:
-        points = torch.cat([b["points"] for b in self._batches])
-        labels = torch.cat([b["label"] for b in self._batches])
-        indexes = torch.cat([b["index"] for b in self._batches])
-        if trainer.world_size > 1:
-            points = pl_module.all_gather(points).flatten(0, 1)
-            labels = pl_module.all_gather(labels).flatten(0, 1)
-            indexes = pl_module.all_gather(indexes).flatten(0, 1)
+        rows = torch.cat([torch.stack([b["index"], b["label"]], dim=1) for b in self._batches])  # (S, 2)
+        rows, points = gather_unique(pl_module, rows, torch.cat([b["points"] for b in self._batches]))
         if not trainer.is_global_zero:
             return
-        order = {int(index): position for position, index in enumerate(indexes.tolist())}
-        keep = torch.tensor([order[index] for index in sorted(order)])
-        points, labels = points[keep].cpu().numpy(), labels[keep].cpu().numpy()
+        points, labels = points.cpu().numpy(), rows[:, 1].cpu().numpy()
         names = list(getattr(trainer.datamodule, "category_names", None) or [])
         self.write(points, labels, names)
 

@@ -14,15 +14,18 @@ import torch
 from torch import Tensor
 
 
-def gather_unique(module: pl.LightningModule, rows: Tensor) -> Tensor:
-    """Rows ``(N, K)`` of every process, ``rows[:, 0]`` the item index, each index once, sorted by index.
+def gather_unique(module: pl.LightningModule, rows: Tensor, *aligned: Tensor) -> tuple[Tensor, ...]:
+    """Rows ``(N, K)`` of every process, ``rows[:, 0]`` the item index, each index once, sorted by index; and
+    each tensor of ``aligned`` (``(N, ...)``, row ``n`` belonging to ``rows[n]``) gathered and kept alike.
 
     Every process must call it (it all-gathers when the trainer runs more than one).
     """
+    tensors = (rows, *aligned)
     if module.trainer.world_size > 1:
-        rows = module.all_gather(rows).flatten(0, 1)  # (world, N, K) -> (world * N, K)
+        # (world, N, ...) -> (world * N, ...); on the module's device, as NCCL gathers only CUDA tensors
+        tensors = tuple(module.all_gather(t.to(module.device)).flatten(0, 1) for t in tensors)
     first: dict[int, int] = {}
-    for position, index in enumerate(rows[:, 0].tolist()):
+    for position, index in enumerate(tensors[0][:, 0].tolist()):
         first.setdefault(int(index), position)
-    keep = torch.tensor([first[index] for index in sorted(first)], device=rows.device)
-    return rows[keep]
+    keep = torch.tensor([first[index] for index in sorted(first)], device=tensors[0].device)
+    return tuple(t[keep] for t in tensors)

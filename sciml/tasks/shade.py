@@ -365,7 +365,8 @@ class ShadeTask(InjectedNetCheckpoint):
     def _epoch_end(self, prefix: str) -> None:
         if not self._scores:
             return
-        table = gather_unique(self, torch.stack(self._scores)).cpu()  # (views, 4), padding repeats once
+        (table,) = gather_unique(self, torch.stack(self._scores))
+        table = table.cpu()  # (views, 4), padding repeats once
         self._scores = []
         mean_psnr, mean_ssim = table[:, 2].mean().item(), table[:, 3].mean().item()
         # Identical on every rank after the gather; sync_dist only keeps Lightning's DDP check quiet.

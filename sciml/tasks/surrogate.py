@@ -272,7 +272,8 @@ class SurrogateTask(InjectedNetCheckpoint):
         one_step, self._one_step = self._one_step, []
         one_step_error = persistence_error = float("nan")
         if one_step:
-            rows = gather_unique(self, torch.cat(one_step)).cpu()
+            (rows,) = gather_unique(self, torch.cat(one_step))
+            rows = rows.cpu()
             one_step_error, persistence_error = rows[:, 1].mean().item(), rows[:, 2].mean().item()
             # Identical on every rank after the gather; sync_dist only keeps Lightning's DDP check quiet.
             self.log(f"{prefix}/rel_l2", one_step_error, prog_bar=True, sync_dist=True)
@@ -293,7 +294,8 @@ class SurrogateTask(InjectedNetCheckpoint):
                 for r in rollouts
             ]
         ).to(self.device)
-        packed = gather_unique(self, packed).cpu()
+        (packed,) = gather_unique(self, packed)
+        packed = packed.cpu()
         curve_values = packed[:, 2:].reshape(len(packed), len(names), -1).numpy()  # (R, n_curves, steps)
         curves = {name: curve_values[:, i] for i, name in enumerate(names)}
         self.rollout_curves = curves
