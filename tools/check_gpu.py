@@ -1,14 +1,16 @@
-"""GPU checks of the geometry and DiT-3D code (a script for machines with CUDA; CI has none).
+"""GPU checks of the geometry, DiT-3D and channel-flow code (a script for machines with CUDA; CI has none).
 
 Checks that CUDA results equal the CPU ones (voxelize/devoxelize, Chamfer, Sinkhorn+auction EMD against
-exact, a DiT-S/4 forward in float32), that bf16 autocast stays close to float32, and that a bf16 training
-step and every sampler run; prints timings. Exits non-zero when a check fails.
+exact, a DiT-S/4 forward in float32, one time unit of the float64 channel solver), that bf16 autocast stays
+close to float32, and that a bf16 training step and every sampler run; prints timings. Exits non-zero
+when a check fails.
 
     python tools/check_gpu.py
 """
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 
@@ -17,6 +19,7 @@ import torch
 from sciml.diffusion import GaussianDiffusion, TaylorCache
 from sciml.geometry import chamfer_distance, devoxelize, earth_movers_distance, voxelize
 from sciml.models.dit3d import DiT3D
+from sciml.physics.channel import ChannelFlow
 
 failures: list[str] = []
 
@@ -114,6 +117,18 @@ def dit3d() -> None:
         check(label, bool(torch.isfinite(out).all()), f"{time.perf_counter() - start:.2f} s for 16 shapes")
 
 
+def channel() -> None:
+    ends = []
+    for device in ("cpu", "cuda"):
+        solver = ChannelFlow((12, 25, 12), nu=1 / 200, lengths=(2 * math.pi, math.pi), device=device)
+        start = solver.perturbed_state(2, 0.2, generator=torch.Generator().manual_seed(0))
+        ends.append(solver.advance(start, 1.0, dt=0.05)[0].phi)
+    cpu, gpu = ends
+    difference = float((gpu.cpu() - cpu).abs().max())
+    detail = f"max |diff| {difference:.2e}"
+    check("channel solver, float64: CUDA equals CPU", gpu.is_cuda and difference <= 1e-12, detail)
+
+
 def main() -> int:
     if not torch.cuda.is_available():
         print("no CUDA device: nothing to check")
@@ -121,6 +136,7 @@ def main() -> int:
     print(torch.cuda.get_device_name())
     geometry()
     dit3d()
+    channel()
     print(f"{len(failures)} check(s) failed" if failures else "all checks passed")
     return 1 if failures else 0
 

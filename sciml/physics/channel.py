@@ -1,0 +1,613 @@
+"""Incompressible plane channel flow: Fourier x Chebyshev velocity-vorticity DNS (Kim, Moin & Moser 1987).
+
+Equations (density 1, half-height h = 1, walls at ``y = -1, +1``, periodic in ``x`` and ``z``):
+``du/dt = H - grad p + nu lap u + Pi e_x``, ``div u = 0``, ``u = 0`` at the walls, with the rotational
+nonlinear term ``H = u x omega`` (``grad |u|^2/2`` is absorbed in ``p``) and ``Pi = -dP/dx`` the mean
+pressure gradient that drives the flow.
+
+Formulation (Kim, Moin & Moser 1987, J. Fluid Mech. 177, 133, eqs. 2.8-2.11), per Fourier mode
+``(kx, kz)`` with ``k^2 = kx^2 + kz^2 > 0``:
+
+* ``d phi/dt = h_v + nu L phi`` with ``phi = L v``, ``L = D^2 - k^2``,
+  ``h_v = -D(i kx H_x + i kz H_z) - k^2 H_y``; and ``d omega_y/dt = h_g + nu L omega_y`` with
+  ``h_g = i kz H_x - i kx H_z``. Boundary conditions ``v = Dv = omega_y = 0`` at both walls.
+* ``u`` and ``w`` follow from continuity and the definition of ``omega_y``:
+  ``u = i (kx Dv - kz omega_y) / k^2``, ``w = i (kz Dv + kx omega_y) / k^2``, so the velocity is
+  divergence-free by construction (to rounding), and no pressure is ever computed.
+* The mean (``k = 0``) mode: ``dU/dt = <H_x> + nu D^2 U + Pi``, ``dW/dt = <H_z> + nu D^2 W``, ``U = W = 0``
+  at the walls; the mean ``v`` is zero. ``Pi`` is either fixed (constant pressure gradient) or chosen at
+  every Runge-Kutta substage so that the bulk velocity ``U_b = (1/2) int U dy`` stays at its target
+  (constant flow rate).
+
+Discretisation and choices:
+
+* ``y``: Chebyshev collocation on the Gauss-Lobatto points ``y_j = cos(pi j / N)``, ``j = 0..N``
+  (``y[0] = +1``, ``y[-1] = -1``; ``ny = N + 1``), dense differentiation matrices (Canuto, Hussaini,
+  Quarteroni & Zang 2006, *Spectral Methods: Fundamentals in Single Domains*, sec. 2.4). The state keeps
+  ``phi`` rather than ``v`` so that only second derivatives are ever taken numerically: applying a
+  collocation fourth-derivative matrix would amplify rounding by ``~N^8``.
+* The fourth-order ``v`` problem is split into two second-order Dirichlet problems with the
+  influence-matrix (Green's function) method of KMM: a particular ``phi_p`` (``phi_p = 0`` at the walls)
+  plus the two homogeneous solutions ``phi_+-`` (``phi = 1`` on one wall), each followed by the Poisson
+  problem ``L v = phi``, ``v = 0`` at the walls; the 2x2 combination makes ``Dv = 0`` at both walls. For a
+  given ``dt`` and substage this whole chain is linear, so it is precomputed as one dense
+  ``(modes, ny, ny)`` matrix per substage (batched inverses in float64, cached per ``dt``); a substage
+  then costs a batched matrix product per field.
+* ``x``, ``z``: Fourier, products on the grid with the 2/3 rule (Orszag 1971, J. Atmos. Sci. 28, 1074):
+  only modes with ``3 |m| < n`` in each direction are kept. ``y`` is not dealiased (as in KMM).
+* Time: the low-storage semi-implicit scheme of Spalart, Moser & Rogers (1991, J. Comput. Phys. 96, 297,
+  appendix A): RK3 for ``H`` and ``Pi`` and Crank-Nicolson-type ``alpha_k, beta_k`` weights for the
+  viscous terms, ``gamma = (8/15, 5/12, 3/4)``, ``zeta = (0, -17/60, -5/12)``,
+  ``alpha = (29/96, -3/40, 1/6)``, ``beta = (37/160, 5/24, 1/6)``. The viscous terms (wall-normal and
+  wall-parallel) are implicit, so ``dt`` has no viscous limit; the scheme is second order in time
+  overall (third order for the explicit part alone).
+* Time step: ``dt = cfl / max(|u|/dx + |v|/dy_j + |w|/dz)`` with ``dy_j`` the local Gauss-Lobatto spacing.
+* Boundary values are Dirichlet data: ``v``, ``omega_y``, ``U``, ``W`` are exactly zero on the walls and
+  ``Dv`` is set to its boundary value 0 there (the influence matrix makes it so to rounding), so the
+  no-slip condition holds exactly.
+
+State: :class:`ChannelState` with spectral ``phi, omega (B, M, ny)`` complex over the ``M`` retained
+non-mean modes (:attr:`ChannelFlow.kx`, :attr:`ChannelFlow.kz`), Fourier coefficients normalised so the
+mode ``(0, 0)`` is the plane average; real mean profiles ``mean_u, mean_w (B, ny)``; ``pi (B,)`` the
+pressure gradient of the last substage. ``B`` is a batch of independent flows advanced together. Physical
+velocities are ``(B, 3, X, Y, Z)``; device and dtype follow the solver.
+
+Validation: :func:`orr_sommerfeld_eigen` solves the Orr-Sommerfeld problem (Orszag 1971, J. Fluid Mech. 50,
+689: ``c = 0.23752649 + 0.00373967 i`` at ``Re = 10^4``, ``0.24989154 + 0.00223497 i`` at ``Re = 7500``)
+by Chebyshev collocation of ``v = (1 - y^2) g`` (Huang & Sloan 1994, SIAM J. Sci. Comput. 15, 36), which
+builds in the clamped conditions and has no spurious eigenvalues.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import scipy.linalg
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from sciml.core.atomic import atomic_path
+from sciml.core.errors import ConfigError
+
+DRIVING = ("pressure_gradient", "flow_rate")
+# Spalart, Moser & Rogers (1991), appendix A.
+_GAMMA = (8.0 / 15.0, 5.0 / 12.0, 3.0 / 4.0)
+_ZETA = (0.0, -17.0 / 60.0, -5.0 / 12.0)
+_ALPHA = (29.0 / 96.0, -3.0 / 40.0, 1.0 / 6.0)
+_BETA = (37.0 / 160.0, 5.0 / 24.0, 1.0 / 6.0)
+_FFT_DIMS = (-3, -2)  # (x, z) of the internal (B, C, X, Z, ny) layout
+
+
+def chebyshev_points(n: int) -> np.ndarray:
+    """Gauss-Lobatto points ``cos(pi j / n)``, ``j = 0..n`` (from +1 down to -1)."""
+    return np.cos(np.pi * np.arange(n + 1) / n)
+
+
+def chebyshev_matrix(n: int) -> np.ndarray:
+    """First-derivative collocation matrix on :func:`chebyshev_points` (Canuto et al. 2006, eq. 2.4.33).
+
+    The diagonal is minus the off-diagonal row sum ("negative sum trick"), which differentiates
+    constants exactly and reduces rounding errors.
+    """
+    y = chebyshev_points(n)
+    c = np.ones(n + 1)
+    c[0] = c[-1] = 2.0
+    c *= (-1.0) ** np.arange(n + 1)
+    dy = y[:, None] - y[None, :]
+    d = np.outer(c, 1.0 / c) / (dy + np.eye(n + 1))
+    return d - np.diag(d.sum(axis=1))
+
+
+def clenshaw_curtis_weights(n: int) -> np.ndarray:
+    """Quadrature weights on :func:`chebyshev_points`, exact for polynomials of degree <= n."""
+    theta = np.pi * np.arange(n + 1) / n
+    vandermonde = np.cos(np.outer(np.arange(n + 1), theta))  # (n+1 degrees, n+1 nodes): T_k(y_j)
+    k = np.arange(n + 1)
+    moments = np.where(k % 2 == 0, 2.0 / (1.0 - np.where(k == 1, 0, k) ** 2), 0.0)  # int T_k dy
+    return np.linalg.solve(vandermonde, moments)
+
+
+def orr_sommerfeld_eigen(alpha: float, re: float, n: int) -> tuple[complex, np.ndarray, np.ndarray]:
+    """Least stable Orr-Sommerfeld mode of plane Poiseuille flow ``U = 1 - y^2``.
+
+    ``(U - c)(D^2 - alpha^2) v - U'' v = (D^2 - alpha^2)^2 v / (i alpha re)``, ``v = Dv = 0`` at ``y = +-1``,
+    solved as a generalised eigenproblem on the ``n - 1`` interior Gauss-Lobatto points with
+    ``v = (1 - y^2) g`` (Huang & Sloan 1994). Returns ``(c, y, v)``: the phase speed with the largest
+    imaginary part, the ``n + 1`` points and the eigenfunction there (``v = 0`` on the walls), scaled to
+    ``max |v| = 1`` with a real maximum.
+    """
+    if n < 4:
+        raise ConfigError("n", f"need at least 4 Chebyshev intervals, got {n}")
+    y = chebyshev_points(n)
+    d = chebyshev_matrix(n)
+    d2 = d @ d
+    d3 = d2 @ d
+    d4 = d3 @ d
+    inner = slice(1, n)
+    yi = y[inner]
+    # Derivatives of (1 - y^2) g with g = S v: the clamped fourth derivative on the interior points.
+    s = np.diag(1.0 / (1.0 - yi**2))
+    d4_clamped = (np.diag(1.0 - y**2) @ d4 - 8.0 * np.diag(y) @ d3 - 12.0 * d2)[inner, inner] @ s
+    eye = np.eye(n - 1)
+    lap = d2[inner, inner] - alpha**2 * eye  # Dirichlet second derivative minus alpha^2
+    lap2 = d4_clamped - 2.0 * alpha**2 * d2[inner, inner] + alpha**4 * eye
+    u = np.diag(1.0 - yi**2)
+    a = lap2 / (1j * alpha * re) - u @ lap - 2.0 * eye  # U'' = -2
+    eigenvalues, vectors = scipy.linalg.eig(a, -lap)  # A v = -c L v
+    finite = np.isfinite(eigenvalues)
+    index = np.flatnonzero(finite)[np.argmax(eigenvalues[finite].imag)]
+    v = np.zeros(n + 1, dtype=complex)
+    v[inner] = vectors[:, index]
+    v /= v[np.argmax(np.abs(v))]
+    return complex(eigenvalues[index]), y, v
+
+
+@dataclass
+class ChannelState:
+    """Spectral state of a batch of channel flows (see the module docstring for the layout)."""
+
+    phi: Tensor  # (B, M, ny) complex: Fourier coefficients of lap v
+    omega: Tensor  # (B, M, ny) complex: wall-normal vorticity
+    mean_u: Tensor  # (B, ny) real: plane-averaged streamwise velocity
+    mean_w: Tensor  # (B, ny) real: plane-averaged spanwise velocity
+    pi: Tensor  # (B,) real: mean pressure gradient -dP/dx of the last substage
+    time: float = 0.0
+
+
+class ChannelFlow:
+    """Plane channel DNS (Kim, Moin & Moser 1987 formulation; see the module docstring).
+
+    ``shape = (nx, ny, nz)``: Fourier points in ``x`` and ``z``, Gauss-Lobatto points in ``y``
+    (``ny - 1`` Chebyshev intervals). ``driving="pressure_gradient"`` keeps ``Pi = pressure_gradient``;
+    ``"flow_rate"`` keeps the bulk velocity at ``bulk_velocity``. The defaults (``Pi = 2 nu``,
+    ``U_b = 2/3``) are those of laminar Poiseuille flow with centreline velocity 1.
+    """
+
+    def __init__(
+        self,
+        shape: tuple[int, int, int],
+        nu: float,
+        lengths: tuple[float, float] = (4.0 * math.pi, 4.0 * math.pi / 3.0),
+        driving: str = "pressure_gradient",
+        pressure_gradient: float | None = None,
+        bulk_velocity: float = 2.0 / 3.0,
+        cfl: float = 0.5,
+        max_dt: float | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype = torch.float64,
+    ):
+        if len(shape) != 3 or min(shape) < 1 or shape[1] < 5:
+            raise ConfigError("shape", f"expected (nx, ny, nz) with ny >= 5, got {shape!r}")
+        if not nu > 0:
+            raise ConfigError("nu", f"viscosity must be positive, got {nu!r}")
+        if driving not in DRIVING:
+            raise ConfigError("driving", f"expected one of {DRIVING}, got {driving!r}")
+        if dtype not in (torch.float32, torch.float64):
+            raise ConfigError("dtype", f"expected torch.float32 or torch.float64, got {dtype}")
+        if not cfl > 0:
+            raise ConfigError("cfl", f"must be positive, got {cfl!r}")
+        self.nx, self.ny, self.nz = (int(s) for s in shape)
+        self.lx, self.lz = (float(length) for length in lengths)
+        self.nu = float(nu)
+        self.driving = driving
+        self.pressure_gradient = 2.0 * self.nu if pressure_gradient is None else float(pressure_gradient)
+        self.bulk_target = float(bulk_velocity)
+        self.cfl = float(cfl)
+        self.max_dt = max_dt
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.dtype = dtype
+        self.cdtype = torch.complex128 if dtype == torch.float64 else torch.complex64
+        n = self.ny - 1
+        self._d64 = torch.from_numpy(chebyshev_matrix(n))
+        self._d2_64 = self._d64 @ self._d64
+        self.y = torch.from_numpy(chebyshev_points(n)).to(self.device, dtype)
+        self._quadrature_64 = torch.from_numpy(clenshaw_curtis_weights(n))
+        self.quadrature = self._quadrature_64.to(self.device, dtype)
+        self.d = self._d64.to(self.device, dtype)
+        self.d2 = self._d2_64.to(self.device, dtype)
+        spacing = np.abs(np.diff(chebyshev_points(n)))
+        local = np.minimum(np.r_[spacing[0], spacing], np.r_[spacing, spacing[-1]])
+        self._inv_dy = torch.from_numpy(1.0 / local).to(self.device, dtype)
+
+        # Retained Fourier modes (2/3 rule) in the flattened (X, Z//2+1) rfft layout, mean mode excluded.
+        self.nzr = self.nz // 2 + 1
+        mx = np.rint(np.fft.fftfreq(self.nx, 1.0 / self.nx)).astype(int)
+        mz = np.arange(self.nzr)
+        mx_grid, mz_grid = np.meshgrid(mx, mz, indexing="ij")  # (X, Zr)
+        keep = (3 * np.abs(mx_grid) < self.nx) & (3 * mz_grid < self.nz)
+        keep[0, 0] = False
+        flat = np.flatnonzero(keep.ravel())
+        if flat.size == 0:
+            raise ConfigError("shape", f"no Fourier mode besides the mean survives the 2/3 rule at {shape}")
+        self.mode_index = torch.from_numpy(flat).to(self.device)
+        kx64 = torch.from_numpy(mx_grid.ravel()[flat] * (2.0 * math.pi / self.lx))
+        kz64 = torch.from_numpy(mz_grid.ravel()[flat] * (2.0 * math.pi / self.lz))
+        self._k2_64 = kx64**2 + kz64**2
+        self.kx = kx64.to(self.device, dtype)[:, None]  # (M, 1), broadcasts against (B, M, ny)
+        self.kz = kz64.to(self.device, dtype)[:, None]
+        self.k2 = self._k2_64.to(self.device, dtype)[:, None]
+        # (M, ny, ny): interior phi -> v with v = 0 on the walls (L v = phi), independent of dt.
+        self._poisson_64 = self._dirichlet_inverse(self._laplacian_64(), zero_walls=True)
+        self._poisson = self._to_device(self._poisson_64)
+        self._operators: dict[float, list[dict]] = {}
+
+    @property
+    def n_modes(self) -> int:
+        return int(self.mode_index.numel())
+
+    # ------------------------------------------------------------------ operators
+    def _to_device(self, matrix: Tensor) -> Tensor:
+        return matrix.to(self.device, self.dtype)
+
+    def _laplacian_64(self) -> Tensor:
+        """``L = D^2 - k^2`` per mode: (M, ny, ny) float64."""
+        eye = torch.eye(self.ny, dtype=torch.float64)
+        return self._d2_64 - self._k2_64[:, None, None] * eye
+
+    def _dirichlet_inverse(self, operator: Tensor, zero_walls: bool) -> Tensor:
+        """Inverse of ``operator`` with its wall rows replaced by ``v = 0``-type identity rows, times ``Z``.
+
+        ``Z`` zeroes the wall entries of the right-hand side, so the result maps interior data to the
+        solution with homogeneous Dirichlet values; ``zero_walls`` makes those wall values exactly zero.
+        """
+        system = operator.clone()
+        system[..., [0, -1], :] = torch.eye(self.ny, dtype=torch.float64)[[0, -1]]
+        inverse = torch.linalg.inv(system)
+        inverse[..., :, [0, -1]] = 0.0  # times Z
+        if zero_walls:
+            inverse[..., [0, -1], :] = 0.0
+        return inverse
+
+    def _stage_operators(self, dt: float) -> list[dict]:
+        """Per substage: the implicit solution maps for ``phi`` (with the influence-matrix correction),
+        ``omega_y`` and the mean profiles, and the mean response to a unit pressure gradient."""
+        cached = self._operators.get(dt)
+        if cached is not None:
+            return cached
+        if len(self._operators) > 8:
+            self._operators.clear()
+        eye = torch.eye(self.ny, dtype=torch.float64)
+        lap = self._laplacian_64()  # (M, ny, ny)
+        poisson = self._poisson_64
+        stages = []
+        for alpha, beta in zip(_ALPHA, _BETA):
+            implicit = eye - (beta * dt * self.nu) * lap  # (M, ny, ny)
+            system = implicit.clone()
+            system[..., [0, -1], :] = eye[[0, -1]]
+            helmholtz = torch.linalg.inv(system)
+            homogeneous = helmholtz[..., :, [0, -1]].clone()  # (M, ny, 2): phi_+, phi_- (1 on one wall)
+            helmholtz[..., :, [0, -1]] = 0.0  # times Z: phi_p vanishes on the walls
+            v_homogeneous = poisson @ homogeneous  # (M, ny, 2)
+            wall_slope = self._d64[[0, -1]]  # (2, ny): Dv at y = +1, -1
+            influence = torch.linalg.inv(wall_slope @ v_homogeneous)  # (M, 2, 2)
+            particular_v = poisson @ helmholtz  # (M, ny, ny): R -> v_p
+            # phi = phi_p + phi_+- a with a = -influence (Dv_p at the walls), so that Dv = 0 on both walls.
+            phi_map = helmholtz - homogeneous @ influence @ wall_slope @ particular_v
+            omega_map = helmholtz.clone()
+            omega_map[..., [0, -1], :] = 0.0
+            mean_map = self._dirichlet_inverse(eye - (beta * dt * self.nu) * self._d2_64, zero_walls=True)
+            unit_forcing = mean_map @ torch.full((self.ny,), (alpha + beta) * dt, dtype=torch.float64)
+            unit_bulk = 0.5 * float(unit_forcing @ self._quadrature_64)  # bulk velocity it adds
+            stages.append(
+                {
+                    "phi": self._to_device(phi_map),
+                    "omega": self._to_device(omega_map),
+                    "mean": self._to_device(mean_map),
+                    "unit_forcing": self._to_device(unit_forcing),
+                    "unit_bulk": unit_bulk,
+                }
+            )
+        self._operators[dt] = stages
+        return stages
+
+    # ------------------------------------------------------------------ spectral helpers
+    @staticmethod
+    def _apply(matrix: Tensor, field: Tensor) -> Tensor:
+        """Real ``matrix (..., ny, ny)`` times complex ``field (..., ny)`` along the last axis."""
+        real = torch.view_as_real(field)  # (..., ny, 2)
+        return torch.view_as_complex((matrix @ real).contiguous())
+
+    def _dy(self, field: Tensor) -> Tensor:
+        """``d/dy`` of a complex field (..., ny) on the collocation points."""
+        return self._apply(self.d, field)
+
+    def _to_grid(self, modes: Tensor, means: Tensor) -> Tensor:
+        """Spectral ``modes (B, C, M, ny)`` and real ``means (B, C, ny)`` -> physical (B, C, X, Z, ny)."""
+        batch, channels = modes.shape[:2]
+        full = modes.new_zeros(batch, channels, self.nx * self.nzr, self.ny)
+        full[:, :, self.mode_index] = modes
+        full[:, :, 0] = means
+        full = full.view(batch, channels, self.nx, self.nzr, self.ny)  # (B, C, X, Zr, ny)
+        return torch.fft.irfftn(full, s=(self.nx, self.nz), dim=_FFT_DIMS, norm="forward")
+
+    def _from_grid(self, fields: Tensor) -> tuple[Tensor, Tensor]:
+        """Physical ``(B, C, X, Z, ny)`` -> retained modes (B, C, M, ny) and real means (B, C, ny)."""
+        spectra = torch.fft.rfftn(fields, dim=_FFT_DIMS, norm="forward").flatten(-3, -2)  # (B, C, X*Zr, ny)
+        return spectra[:, :, self.mode_index], spectra[:, :, 0].real
+
+    def velocity_modes(self, state: ChannelState) -> tuple[Tensor, Tensor, Tensor]:
+        """Fourier coefficients ``u, v, w (B, M, ny)`` of the non-mean modes (continuity and omega_y)."""
+        v = self._apply(self._poisson, state.phi)
+        dv = self._dy(v)
+        dv[..., [0, -1]] = 0.0  # the clamped condition Dv = 0, imposed exactly (see module docstring)
+        u = 1j * (self.kx * dv - self.kz * state.omega) / self.k2
+        w = 1j * (self.kz * dv + self.kx * state.omega) / self.k2
+        return u, v, w
+
+    def _nonlinear(self, state: ChannelState) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``h_v, h_g (B, M, ny)``, plane-averaged ``<H> (B, 3, ny)`` and the velocity (B, 3, X, Z, ny)."""
+        u, v, w = self.velocity_modes(state)
+        omega_x = self._dy(w) - 1j * self.kz * v
+        omega_z = 1j * self.kx * v - self._dy(u)
+        modes = torch.stack((u, v, w, omega_x, state.omega, omega_z), dim=1)  # (B, 6, M, ny)
+        zero = torch.zeros_like(state.mean_u)
+        dmean = (state.mean_u @ self.d.T, state.mean_w @ self.d.T)
+        means = torch.stack(
+            (state.mean_u, zero, state.mean_w, dmean[1], zero, -dmean[0]), dim=1
+        )  # (B, 6, ny)
+        fields = self._to_grid(modes, means)  # (B, 6, X, Z, ny)
+        velocity, vorticity = fields[:, :3], fields[:, 3:]
+        cross = torch.linalg.cross(velocity, vorticity, dim=1)  # (B, 3, X, Z, ny): H = u x omega
+        h_modes, h_mean = self._from_grid(cross)
+        hx, hy, hz = h_modes.unbind(1)
+        h_v = -self._dy(1j * (self.kx * hx + self.kz * hz)) - self.k2 * hy
+        h_g = 1j * (self.kz * hx - self.kx * hz)
+        return h_v, h_g, h_mean, velocity
+
+    # ------------------------------------------------------------------ time stepping
+    def _speed(self, velocity: Tensor) -> float:
+        """``max (|u|/dx + |v|/dy_j + |w|/dz)`` over the grid and the batch; velocity (B, 3, X, Z, ny)."""
+        total = velocity[:, 0].abs() * (self.nx / self.lx)
+        total = total + velocity[:, 1].abs() * self._inv_dy + velocity[:, 2].abs() * (self.nz / self.lz)
+        return float(total.amax())
+
+    def _dt_limit(self, speed: float) -> float:
+        dt = math.inf if speed <= 0 else self.cfl / speed
+        if self.max_dt is not None:
+            dt = min(dt, float(self.max_dt))
+        if not math.isfinite(dt):
+            raise ConfigError("max_dt", "the flow is at rest and nothing limits the time step; set max_dt")
+        return dt
+
+    def stable_dt(self, state: ChannelState) -> float:
+        """The largest time step the CFL number allows (capped by ``max_dt``)."""
+        return self._dt_limit(self._speed(self._nonlinear(state)[3]))
+
+    def step(self, state: ChannelState, dt: float) -> ChannelState:
+        """One three-substage Spalart-Moser-Rogers step of size ``dt``."""
+        if not dt > 0:
+            raise ConfigError("dt", f"time step must be positive, got {dt!r}")
+        return self._step(state, float(dt))
+
+    def _step(self, state: ChannelState, dt: float, first: tuple | None = None) -> ChannelState:
+        operators = self._stage_operators(dt)
+        nu_dt = self.nu * dt
+        previous = None
+        for stage, ops in enumerate(operators):
+            h_v, h_g, h_mean, _ = first if (stage == 0 and first is not None) else self._nonlinear(state)
+            alpha, gamma, zeta = _ALPHA[stage], _GAMMA[stage], _ZETA[stage]
+            lap_phi = self._apply(self.d2, state.phi) - self.k2 * state.phi
+            lap_omega = self._apply(self.d2, state.omega) - self.k2 * state.omega
+            rhs_phi = state.phi + (alpha * nu_dt) * lap_phi + (gamma * dt) * h_v
+            rhs_omega = state.omega + (alpha * nu_dt) * lap_omega + (gamma * dt) * h_g
+            means = torch.stack((state.mean_u, state.mean_w), dim=1)  # (B, 2, ny)
+            rhs_mean = means + (alpha * nu_dt) * (means @ self.d2.T) + (gamma * dt) * h_mean[:, [0, 2]]
+            if previous is not None:
+                rhs_phi = rhs_phi + (zeta * dt) * previous[0]
+                rhs_omega = rhs_omega + (zeta * dt) * previous[1]
+                rhs_mean = rhs_mean + (zeta * dt) * previous[2][:, [0, 2]]
+            previous = (h_v, h_g, h_mean)
+            new_mean = rhs_mean @ ops["mean"].T  # (B, 2, ny), zero on the walls
+            if self.driving == "pressure_gradient":
+                pi = torch.full_like(state.pi, self.pressure_gradient)
+            else:
+                # Pi enters linearly: pick it so that the new bulk velocity is the target.
+                shortfall = self.bulk_target - 0.5 * new_mean[:, 0] @ self.quadrature
+                pi = shortfall / ops["unit_bulk"]
+            mean_u = new_mean[:, 0] + pi[:, None] * ops["unit_forcing"]
+            state = ChannelState(
+                phi=self._apply(ops["phi"], rhs_phi),
+                omega=self._apply(ops["omega"], rhs_omega),
+                mean_u=mean_u,
+                mean_w=new_mean[:, 1],
+                pi=pi,
+                time=state.time,
+            )
+        return replace(state, time=state.time + dt)
+
+    def advance(
+        self, state: ChannelState, duration: float, dt: float | None = None, max_steps: int | None = None
+    ) -> tuple[ChannelState, int]:
+        """Integrate over ``duration``; returns ``(state, steps)``.
+
+        With ``dt=None`` every step takes the CFL limit of the current flow, shortened evenly so the run
+        lands exactly on ``state.time + duration``; a given ``dt`` is used as is (the last step shortened).
+        """
+        if not duration >= 0:
+            raise ConfigError("duration", f"must be >= 0, got {duration!r}")
+        end = state.time + duration
+        steps = 0
+        while end - state.time > 1e-12 * max(1.0, abs(end)):
+            remaining = end - state.time
+            first = None
+            if dt is None:
+                first = self._nonlinear(state)
+                step_dt = self._dt_limit(self._speed(first[3]))
+                # Equal steps that land exactly on the end of the interval.
+                step_dt = (
+                    remaining if step_dt >= remaining else remaining / math.ceil(remaining / step_dt - 1e-9)
+                )
+            else:
+                step_dt = min(float(dt), remaining)
+            state = self._step(state, step_dt, first)
+            if step_dt >= remaining:
+                state = replace(state, time=end)
+            steps += 1
+            if max_steps is not None and steps >= max_steps:
+                break
+        if not bool(torch.isfinite(torch.view_as_real(state.phi)).all()):
+            raise FloatingPointError(f"the solution blew up before t = {state.time:g}; lower cfl or dt")
+        return state, steps
+
+    # ------------------------------------------------------------------ states
+    def laminar_state(self, batch_size: int = 1, centreline_velocity: float = 1.0) -> ChannelState:
+        """Poiseuille flow ``U = U_c (1 - y^2)`` (a steady solution for ``Pi = 2 nu U_c``)."""
+        profile = centreline_velocity * (1.0 - self.y**2)
+        zeros = torch.zeros(batch_size, self.n_modes, self.ny, dtype=self.cdtype, device=self.device)
+        return ChannelState(
+            phi=zeros,
+            omega=zeros.clone(),
+            mean_u=profile.expand(batch_size, -1).clone(),
+            mean_w=torch.zeros(batch_size, self.ny, dtype=self.dtype, device=self.device),
+            pi=torch.full(
+                (batch_size,), 2.0 * self.nu * centreline_velocity, dtype=self.dtype, device=self.device
+            ),
+        )
+
+    def perturbed_state(
+        self,
+        batch_size: int = 1,
+        amplitude: float = 0.1,
+        centreline_velocity: float = 1.0,
+        degree: int = 8,
+        generator: torch.Generator | None = None,
+    ) -> ChannelState:
+        """Poiseuille flow plus seeded random perturbations that are divergence-free and vanish on the walls.
+
+        Each mode gets ``v = (1 - y^2)^2 p(y)`` and ``omega_y = (1 - y^2) q(y)`` with random polynomials of
+        degree ``< degree`` (Chebyshev series with coefficients decaying with the degree) and amplitude
+        decaying like ``1 / (1 + k^2)``; then ``u, w`` follow from continuity, so ``div u = 0`` and
+        ``u = 0`` on the walls hold by construction. The fields are scaled so the largest perturbation
+        velocity on the grid is ``amplitude``.
+        """
+        degree = min(degree, self.ny - 5)  # (1 - y^2)^2 p must stay a polynomial the grid represents exactly
+        y = self.y.double().cpu()
+        basis = torch.cos(
+            torch.arange(degree, dtype=torch.float64)[:, None] * torch.arccos(y)
+        )  # (deg, ny): T_n
+        decay = 1.0 / (1.0 + torch.arange(degree, dtype=torch.float64)) ** 2
+        coefficients = torch.randn(
+            2, batch_size, self.n_modes, degree, 2, generator=generator, dtype=torch.float64
+        )
+        coefficients = torch.view_as_complex(coefficients) * decay  # (2, B, M, deg)
+        weight = 1.0 / (1.0 + self._k2_64[:, None])  # (M, 1)
+        v = (coefficients[0] @ basis.to(torch.complex128)) * (1.0 - y**2) ** 2 * weight  # (B, M, ny)
+        omega = (coefficients[1] @ basis.to(torch.complex128)) * (1.0 - y**2) * weight
+        base = self.laminar_state(batch_size, centreline_velocity)
+        # A round trip through the grid makes each field the transform of a real one (Hermitian kz = 0 plane).
+        no_mean = base.mean_w[:, None]  # (B, 1, ny) zeros
+        v = self._from_grid(self._to_grid(v.to(self.device, self.cdtype)[:, None], no_mean))[0][:, 0]
+        omega = self._from_grid(self._to_grid(omega.to(self.device, self.cdtype)[:, None], no_mean))[0][:, 0]
+        state = replace(base, phi=self._apply(self.d2, v) - self.k2 * v, omega=omega)
+        u, v, w = self.velocity_modes(state)
+        peak = self._to_grid(torch.stack((u, v, w), 1), no_mean.expand(-1, 3, -1)).abs()  # (B, 3, X, Z, ny)
+        scale = amplitude / peak.amax(dim=(1, 2, 3, 4)).clamp_min(torch.finfo(self.dtype).tiny)  # (B,)
+        return replace(state, phi=state.phi * scale[:, None, None], omega=state.omega * scale[:, None, None])
+
+    def state_from_modes(
+        self, base: ChannelState, v_hat: Tensor, omega_hat: Tensor | None = None
+    ) -> ChannelState:
+        """``base`` plus the perturbation with wall-normal velocity ``v_hat`` and vorticity ``omega_hat``.
+
+        ``v_hat, omega_hat (B, M, ny)`` complex on the collocation points (Fourier coefficients of the
+        retained modes, normalised as in :class:`ChannelState`); ``v_hat`` should satisfy ``v = Dv = 0``
+        on the walls. Used to start from an eigenfunction (e.g. of :func:`orr_sommerfeld_eigen`).
+        """
+        v_hat = v_hat.to(self.device, self.cdtype)
+        omega_hat = torch.zeros_like(v_hat) if omega_hat is None else omega_hat.to(self.device, self.cdtype)
+        return replace(
+            base, phi=base.phi + self._apply(self.d2, v_hat) - self.k2 * v_hat, omega=base.omega + omega_hat
+        )
+
+    # ------------------------------------------------------------------ diagnostics
+    def velocity(self, state: ChannelState) -> Float[Tensor, "B 3 X Y Z"]:
+        """Physical velocity on the grid, ``(B, 3, X, Y, Z)`` with ``Y`` the Gauss-Lobatto points."""
+        u, v, w = self.velocity_modes(state)
+        means = torch.stack((state.mean_u, torch.zeros_like(state.mean_u), state.mean_w), dim=1)  # (B, 3, ny)
+        fields = self._to_grid(torch.stack((u, v, w), dim=1), means)  # (B, 3, X, Z, ny)
+        return fields.permute(0, 1, 2, 4, 3)  # (B, 3, X, ny, Z)
+
+    def divergence(self, velocity: Float[Tensor, "B 3 X Y Z"]) -> Float[Tensor, "B X Y Z"]:
+        """``div u`` of a physical velocity: Fourier derivatives in ``x, z``, Chebyshev matrix in ``y``."""
+        fields = velocity.permute(0, 1, 2, 4, 3)  # (B, 3, X, Z, ny)
+        spectra = torch.fft.rfftn(fields, dim=_FFT_DIMS, norm="forward")  # (B, 3, X, Zr, ny)
+        kx = torch.fft.fftfreq(self.nx, self.lx / (2 * math.pi * self.nx), device=self.device)
+        kx = kx.to(self.dtype)[:, None, None]  # (X, 1, 1)
+        kz = (torch.arange(self.nzr, device=self.device, dtype=self.dtype) * (2 * math.pi / self.lz))[:, None]
+        if self.nx % 2 == 0:
+            kx[self.nx // 2] = 0.0  # the Nyquist mode has no first derivative of a real field
+        if self.nz % 2 == 0:
+            kz[-1] = 0.0
+        div = 1j * kx * spectra[:, 0] + 1j * kz * spectra[:, 2]
+        div = torch.fft.irfftn(div, s=(self.nx, self.nz), dim=(-3, -2), norm="forward")  # (B, X, Z, ny)
+        return (div + fields[:, 1] @ self.d.T).permute(0, 1, 3, 2)  # (B, X, ny, Z)
+
+    def bulk_velocity(self, state: ChannelState) -> Tensor:
+        """``U_b = (1/2) int_{-1}^{1} U dy`` per flow, (B,)."""
+        return 0.5 * state.mean_u @ self.quadrature
+
+    def wall_shear(self, state: ChannelState) -> Tensor:
+        """Mean wall shear stress ``nu |dU/dy|`` averaged over both walls, (B,)."""
+        slope = state.mean_u @ self.d[[0, -1]].T  # (B, 2): dU/dy at y = +1, -1
+        return self.nu * 0.5 * (slope[:, 1] - slope[:, 0])
+
+    def re_tau(self, state: ChannelState) -> Tensor:
+        """Friction Reynolds number ``u_tau h / nu`` with ``u_tau = sqrt(tau_w)``, (B,)."""
+        return torch.sqrt(self.wall_shear(state).clamp_min(0.0)) / self.nu
+
+    def re_bulk(self, state: ChannelState) -> Tensor:
+        """Bulk Reynolds number ``U_b 2h / nu``, (B,)."""
+        return 2.0 * self.bulk_velocity(state) / self.nu
+
+    # ------------------------------------------------------------------ save / restart
+    def parameters(self) -> dict:
+        return {
+            "shape": (self.nx, self.ny, self.nz),
+            "lengths": (self.lx, self.lz),
+            "nu": self.nu,
+            "driving": self.driving,
+            "pressure_gradient": self.pressure_gradient,
+            "bulk_velocity": self.bulk_target,
+            "cfl": self.cfl,
+            "max_dt": self.max_dt,
+        }
+
+    def save(self, state: ChannelState, path: str | Path) -> None:
+        """Write the state and the solver parameters atomically (``torch.save`` of a dict of tensors)."""
+        payload = {
+            "phi": state.phi.cpu(),
+            "omega": state.omega.cpu(),
+            "mean_u": state.mean_u.cpu(),
+            "mean_w": state.mean_w.cpu(),
+            "pi": state.pi.cpu(),
+            "time": float(state.time),
+            "parameters": self.parameters(),
+        }
+        with atomic_path(path) as tmp:
+            torch.save(payload, tmp)
+
+    @classmethod
+    def load(
+        cls, path: str | Path, device: torch.device | str | None = None, dtype: torch.dtype = torch.float64
+    ) -> tuple[ChannelFlow, ChannelState]:
+        """A solver with the saved parameters and the saved state on ``device`` in ``dtype``."""
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        parameters = payload["parameters"]
+        solver = cls(
+            **{**parameters, "shape": tuple(parameters["shape"]), "lengths": tuple(parameters["lengths"])},
+            device=device,
+            dtype=dtype,
+        )
+        state = ChannelState(
+            phi=payload["phi"].to(solver.device, solver.cdtype),
+            omega=payload["omega"].to(solver.device, solver.cdtype),
+            mean_u=payload["mean_u"].to(solver.device, dtype),
+            mean_w=payload["mean_w"].to(solver.device, dtype),
+            pi=payload["pi"].to(solver.device, dtype),
+            time=payload["time"],
+        )
+        return solver, state
