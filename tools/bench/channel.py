@@ -40,6 +40,8 @@ import subprocess
 import sys
 import time
 
+from machine import cpu_name  # tools/bench/machine.py: scripts run from this folder
+
 DEFAULT_SHAPES = ("32x33x32", "64x65x64")
 DTYPES = ("float32", "float64")
 # Channel with Re = U_c h / nu = 2000 (a transitional-flow setting); the rates hardly depend on it.
@@ -318,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
         results[name] = spawn(spec)
     meta = dict(
         devices=[d if d == "cpu" else torch.cuda.get_device_name() for d in devices],
-        cpu=_cpu_name(),
+        cpu=cpu_name(),
         torch=torch.__version__,
         load=f"{load_before:.1f} -> {os.getloadavg()[0]:.1f}",
         wall_s=time.perf_counter() - start,
@@ -337,17 +339,6 @@ def main(argv: list[str] | None = None) -> int:
         write_text_atomic(args.json, text + "\n")
     print_table(results, meta)
     return 0 if all("error" not in entry for entry in results.values()) else 1
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 if __name__ == "__main__":

@@ -42,6 +42,8 @@ import subprocess
 import sys
 import time
 
+from machine import cpu_name  # tools/bench/machine.py: scripts run from this folder
+
 from sciml.data.generate import DEFAULTS as DATASET_DEFAULTS
 
 PAPER = dict(
@@ -473,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
     derived = ratios(summary)
     meta = dict(
         device=args.device if args.device == "cpu" else torch.cuda.get_device_name(),
-        cpu=_cpu_name(),
+        cpu=cpu_name(),
         threads=args.threads,
         rounds=rounds,
         quick=args.quick,
@@ -494,17 +496,6 @@ def main(argv: list[str] | None = None) -> int:
         write_text_atomic(args.json, text + "\n")
     print_table(summary, derived, meta)
     return 0
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 if __name__ == "__main__":
