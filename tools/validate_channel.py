@@ -18,7 +18,9 @@ and time). Each interval is integrated in equal steps: ``--dt``, or the CFL limi
 Every ``--checkpoint-every`` (and at the end) ``OUT/checkpoint/`` is replaced atomically by the solver state
 (``state.pt``), the statistics (``statistics.pt``) and the run schedule (``run.json``); ``--restart
 OUT/checkpoint`` resumes there (``--averaging`` may grow), and ``--restart state.pt`` (a file written by
-``ChannelFlow.save``) starts a new spin-up and averaging from a saved flow. Results, written atomically to
+``ChannelFlow.save``) starts a new spin-up and averaging from a saved flow, carried over to the ``--nx``,
+``--nz``, ``--lx``, ``--lz`` given (``ChannelFlow.regrid``: spectral interpolation, or the periodic part
+for a box that divides the saved one). Results, written atomically to
 ``--out``: ``results.md`` (settings, resolution in wall units, the error table), ``profiles.png`` and
 ``summary.json``; the log goes to ``validate_channel.log``.
 
@@ -68,13 +70,14 @@ def read_reference(path: Path) -> dict[str, np.ndarray]:
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--nx", type=int, default=64)
+    grid = "(default %s; with --restart STATE.pt: the saved one, else the state is carried over)"
+    parser.add_argument("--nx", type=int, default=None, help="Fourier points in x " + grid % 64)
     parser.add_argument(
         "--ny", type=int, default=65, help="Gauss-Lobatto points (ny - 1 Chebyshev intervals)"
     )
-    parser.add_argument("--nz", type=int, default=64)
-    parser.add_argument("--lx", type=float, default=4 * math.pi, help="streamwise box length / h")
-    parser.add_argument("--lz", type=float, default=4 * math.pi / 3, help="spanwise box length / h")
+    parser.add_argument("--nz", type=int, default=None, help="Fourier points in z " + grid % 64)
+    parser.add_argument("--lx", type=float, default=None, help="streamwise box length / h " + grid % "4 pi")
+    parser.add_argument("--lz", type=float, default=None, help="spanwise box length / h " + grid % "4 pi / 3")
     parser.add_argument(
         "--re-tau", type=float, default=None, help="nominal Re_tau (default: the reference's)"
     )
@@ -148,12 +151,21 @@ def _start(args, reference: dict, dtype: torch.dtype):
         solver, state = ChannelFlow.load(restart, device=args.device, dtype=dtype)
         solver = _with_cfl(solver, args)
         log.info("restarted from the state %s at t = %.4f", restart, state.time)
+        regridded = _with_grid(solver, args)
+        if regridded is not solver:
+            state, solver = regridded.regrid(state, solver), regridded
+            log.info(
+                "carried the state over to %s, box %.4g x %.4g",
+                solver.parameters()["shape"],
+                solver.lx,
+                solver.lz,
+            )
     else:
         re_tau = args.re_tau if args.re_tau is not None else float(reference["y_plus"][-1])
         solver = ChannelFlow(
-            (args.nx, args.ny, args.nz),
+            (args.nx or 64, args.ny, args.nz or 64),
             nu=1.0 / re_tau,
-            lengths=(args.lx, args.lz),
+            lengths=(args.lx or 4 * math.pi, args.lz or 4 * math.pi / 3),
             driving=args.driving,
             pressure_gradient=1.0,
             bulk_velocity=_reference_bulk(reference),
@@ -176,6 +188,16 @@ def _with_cfl(solver: ChannelFlow, args) -> ChannelFlow:
     parameters = {**solver.parameters(), "cfl": args.cfl, "max_dt": args.max_dt}
     if parameters == solver.parameters():
         return solver
+    return ChannelFlow(**parameters, device=solver.device, dtype=solver.dtype)
+
+
+def _with_grid(solver: ChannelFlow, args) -> ChannelFlow:
+    """The loaded solver on the grid and box given on the command line (``solver`` itself if unchanged)."""
+    shape = (args.nx or solver.nx, solver.ny, args.nz or solver.nz)
+    lengths = (args.lx or solver.lx, args.lz or solver.lz)
+    if shape == (solver.nx, solver.ny, solver.nz) and lengths == (solver.lx, solver.lz):
+        return solver
+    parameters = {**solver.parameters(), "shape": shape, "lengths": lengths}
     return ChannelFlow(**parameters, device=solver.device, dtype=solver.dtype)
 
 

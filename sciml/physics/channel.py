@@ -508,6 +508,54 @@ class ChannelFlow:
         scale = amplitude / peak.amax(dim=(1, 2, 3, 4)).clamp_min(torch.finfo(self.dtype).tiny)  # (B,)
         return replace(state, phi=state.phi * scale[:, None, None], omega=state.omega * scale[:, None, None])
 
+    def regrid(self, state: ChannelState, source: ChannelFlow) -> ChannelState:
+        """``state`` of the ``source`` solver carried over to this solver's grid and box (same ``ny``).
+
+        Each retained mode of this solver takes the source's coefficients at the same physical wavenumber
+        ``(kx, kz)``; modes the source does not have start at zero. A finer grid is thus the spectral
+        interpolation of the source flow, and a box ``Lx / n`` keeps the source modes periodic in it (the
+        average of the flow over its ``n`` shifts). Every mode stays divergence-free and no-slip on its own.
+        """
+        if source.ny != self.ny:
+            raise ConfigError(
+                "ny", f"regrid keeps the wall-normal grid: source ny {source.ny}, here {self.ny}"
+            )
+
+        def mode_numbers(solver: ChannelFlow, lx: float, lz: float) -> np.ndarray:
+            """(M, 2): each retained mode's wavenumber in units of ``2 pi / lx``, ``2 pi / lz``."""
+            kx = solver.kx[:, 0].double().cpu().numpy() * lx / (2.0 * math.pi)
+            kz = solver.kz[:, 0].double().cpu().numpy() * lz / (2.0 * math.pi)
+            return np.stack((kx, kz), axis=1)
+
+        # This solver's modes counted in the source box: integers where the source has the same wavenumber.
+        wanted = mode_numbers(self, source.lx, source.lz)
+        rounded = np.rint(wanted).astype(np.int64)
+        lookup = {
+            tuple(mode): index
+            for index, mode in enumerate(np.rint(mode_numbers(source, source.lx, source.lz)).astype(np.int64))
+        }
+        targets, sources = [], []
+        for index, (mode, exact) in enumerate(zip(rounded, wanted)):
+            match = lookup.get(tuple(mode))
+            if match is not None and np.allclose(mode, exact, atol=1e-6):
+                targets.append(index)
+                sources.append(match)
+        batch = state.phi.shape[0]
+
+        def carry(field: Tensor) -> Tensor:
+            out = torch.zeros(batch, self.n_modes, self.ny, dtype=self.cdtype, device=self.device)
+            out[:, targets] = field[:, sources].to(self.device, self.cdtype)
+            return out
+
+        return ChannelState(
+            phi=carry(state.phi),
+            omega=carry(state.omega),
+            mean_u=state.mean_u.to(self.device, self.dtype),
+            mean_w=state.mean_w.to(self.device, self.dtype),
+            pi=state.pi.to(self.device, self.dtype),
+            time=state.time,
+        )
+
     def state_from_modes(
         self, base: ChannelState, v_hat: Tensor, omega_hat: Tensor | None = None
     ) -> ChannelState:

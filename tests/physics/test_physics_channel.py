@@ -211,6 +211,26 @@ def test_save_and_restart_continue_bit_for_bit(tmp_path):
     assert torch.equal(a.phi, b.phi) and torch.equal(a.mean_u, b.mean_u)
 
 
+def test_regrid_interpolates_spectrally_and_halving_the_box_keeps_its_periodic_part():
+    coarse = _small()
+    state, _ = coarse.advance(_seeded(coarse), 0.3, dt=0.05)
+    fine = ChannelFlow((24, 25, 36), nu=coarse.nu, lengths=(coarse.lx, coarse.lz))
+    fine_state = fine.regrid(state, coarse)
+    # Every grid point of the coarse grid is a point of the fine one (x every 2nd, z every 3rd point).
+    assert torch.allclose(fine.velocity(fine_state)[..., ::2, :, ::3], coarse.velocity(state), atol=1e-12)
+    back = coarse.regrid(fine_state, fine)
+    assert torch.equal(back.phi, state.phi) and torch.equal(back.mean_u, state.mean_u)
+    # A box half as long keeps the modes with even streamwise mode numbers: the mean over the two halves.
+    half = ChannelFlow((6, 25, 12), nu=coarse.nu, lengths=(coarse.lx / 2, coarse.lz))
+    velocity = coarse.velocity(state)
+    expected = 0.5 * (velocity[:, :, :6] + velocity[:, :, 6:])
+    # the coarse grid's 2/3 rule drops |mx| >= 4; the half box's drops |mx'| >= 2, i.e. |mx| >= 4 too
+    assert torch.allclose(half.velocity(half.regrid(state, coarse)), expected, atol=1e-12)
+    assert half.divergence(half.velocity(half.regrid(state, coarse))).abs().max() < 1e-10
+    with pytest.raises(ConfigError, match="ny"):
+        ChannelFlow((12, 21, 12), nu=coarse.nu).regrid(state, coarse)
+
+
 def test_invalid_configuration_is_named():
     with pytest.raises(ConfigError, match="driving"):
         ChannelFlow((8, 17, 8), nu=0.01, driving="bulk")

@@ -293,3 +293,13 @@ def test_validate_channel_restarts_from_a_saved_state_in_float32(tmp_path):
     assert summary["samples"] == 3 and summary["settings"]["dtype"] == "float32"
     assert summary["settings"]["nu"] == pytest.approx(1 / 180)
     assert (out / "results.md").is_file() and (out / "profiles.png").is_file()
+    assert summary["settings"]["grid (nx, ny, nz)"] == (8, 17, 8)  # the saved grid when none is given
+    # The same state carried over to a finer grid in a box half as long.
+    carried = tool.main(
+        ["--restart", str(tmp_path / "state.pt"), "--nx", "12", "--lx", str(2 * math.pi)]
+        + ["--spin-up", "0", "--averaging", "0", "--threads", "1", "--out", str(tmp_path / "half")]
+        + ["--no-progress"]
+    )
+    assert carried["settings"]["grid (nx, ny, nz)"] == (12, 17, 8)
+    assert carried["settings"]["box (Lx, Ly, Lz) / h"][0] == pytest.approx(2 * math.pi, abs=1e-4)
+    assert carried["samples"] == 1
