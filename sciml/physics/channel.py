@@ -234,6 +234,7 @@ class ChannelFlow:
         self._poisson_64 = self._dirichlet_inverse(self._laplacian_64(), zero_walls=True)
         self._poisson = self._to_device(self._poisson_64)
         self._operators: dict[float, list[dict]] = {}
+        self._pressure_cache: tuple[Tensor, Tensor] | None = None
 
     @property
     def n_modes(self) -> int:
@@ -593,6 +594,52 @@ class ChannelFlow:
         div = 1j * kx * spectra[:, 0] + 1j * kz * spectra[:, 2]
         div = torch.fft.irfftn(div, s=(self.nx, self.nz), dim=(-3, -2), norm="forward")  # (B, X, Z, ny)
         return (div + fields[:, 1] @ self.d.T).permute(0, 1, 3, 2)  # (B, X, ny, Z)
+
+    def pressure(self, state: ChannelState) -> Float[Tensor, "B X Y Z"]:
+        """Static pressure ``p`` on the grid, ``(B, X, Y, Z)``, without the driving part ``-Pi x``.
+
+        The rotational form carries ``P = p + |u|^2 / 2``; taking the divergence of the momentum equation
+        gives ``lap P = div H`` per Fourier mode, ``(D^2 - k^2) P = i kx H_x + D H_y + i kz H_z``, with the
+        wall-normal momentum equation at the walls as the Neumann condition ``D P = H_y + nu D^2 v``
+        (``k^2 v = 0`` there). The plane mean obeys ``dP/dy = <H_y>``. The gauge makes the volume average
+        of ``p`` zero.
+        """
+        u, v, w = self.velocity_modes(state)
+        omega_x = self._dy(w) - 1j * self.kz * v
+        omega_z = 1j * self.kx * v - self._dy(u)
+        zero = torch.zeros_like(state.mean_u)
+        dmean = (state.mean_u @ self.d.T, state.mean_w @ self.d.T)
+        modes = torch.stack((u, v, w, omega_x, state.omega, omega_z), dim=1)  # (B, 6, M, ny)
+        means = torch.stack((state.mean_u, zero, state.mean_w, dmean[1], zero, -dmean[0]), dim=1)
+        fields = self._to_grid(modes, means)  # (B, 6, X, Z, ny)
+        velocity = fields[:, :3]
+        h_modes, h_mean = self._from_grid(torch.linalg.cross(velocity, fields[:, 3:], dim=1))
+        hx, hy, hz = h_modes.unbind(1)  # (B, M, ny)
+        rhs = 1j * (self.kx * hx + self.kz * hz) + self._dy(hy)
+        rhs[..., [0, -1]] = hy[..., [0, -1]] + self.nu * self._apply(self.d2, v)[..., [0, -1]]
+        poisson, mean_inverse = self._pressure_operators()
+        total_modes = self._apply(poisson, rhs)
+        mean_rhs = h_mean[:, 1].clone()  # (B, ny)
+        mean_rhs[:, 0] = 0.0  # the gauge row
+        total_mean = mean_rhs @ mean_inverse.T
+        total = self._to_grid(total_modes[:, None], total_mean[:, None])[:, 0]  # (B, X, Z, ny)
+        static = total - 0.5 * (velocity**2).sum(dim=1)
+        volume_mean = static.mean(dim=(1, 2)) @ self.quadrature / 2.0  # (B,)
+        return (static - volume_mean[:, None, None, None]).permute(0, 1, 3, 2)  # (B, X, ny, Z)
+
+    def _pressure_operators(self) -> tuple[Tensor, Tensor]:
+        """Inverse of ``D^2 - k^2`` with Neumann wall rows per mode, (M, ny, ny), and of the mean problem
+        ``D P = <H_y>`` with its first row replaced by the zero-average gauge, (ny, ny); built once."""
+        if self._pressure_cache is None:
+            system = self._laplacian_64().clone()
+            system[..., [0, -1], :] = self._d64[[0, -1]]
+            mean_system = self._d64.clone()
+            mean_system[0] = self._quadrature_64
+            self._pressure_cache = (
+                self._to_device(torch.linalg.inv(system)),
+                self._to_device(torch.linalg.inv(mean_system)),
+            )
+        return self._pressure_cache
 
     def bulk_velocity(self, state: ChannelState) -> Tensor:
         """``U_b = (1/2) int_{-1}^{1} U dy`` per flow, (B,)."""
