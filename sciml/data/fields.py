@@ -606,6 +606,8 @@ class FieldDataModule(pl.LightningDataModule):
             "spatial_dims": list(info.spatial_dims),
             "grid_shape": list(info.grid_shape),
             "lengths": list(info.lengths),
+            # Node coordinates per spatial dim, as the file stores them (non-uniform axes included).
+            "coords": {d: [float(v) for v in info.coords[d]] for d in info.spatial_dims},
             # Time between consecutive frames of a sample; None when the file's time steps are not uniform.
             "dt": None if snapshot_dt is None else snapshot_dt * hp.stride,
             "snapshot_dt": snapshot_dt,

@@ -39,9 +39,22 @@ paper's 1,163,331 counts ``model.parameters()`` of the reference, where the fixe
 
 Choices where the paper is silent or our setting differs (configurable):
 
-* Coordinates: ``coordinates="periodic"`` places nodes at ``x_i = i L / n`` (the sciml convention for
-  periodic grids); ``"linspace"`` uses ``linspace(0, L, n)`` as the reference code does (the preset
-  :meth:`IFactFormer.paper` selects it).
+* Coordinates, the physical node positions that the position encoding and the rotary kernels read
+  (``coords_x/y/z``, buffers in the state dict, so a checkpoint restores them without the data):
+  ``coordinates="data"`` (default) takes them from the data through :meth:`IFactFormer.set_coordinates`
+  (the surrogate task does this in ``setup``), so a non-uniform axis such as the Chebyshev wall-normal
+  grid of a channel is encoded where its nodes really are; until the data arrives it holds the periodic
+  placeholder ``x_i = i L / n``, which is also exactly what a periodic data file stores, so periodic
+  results do not change. ``"periodic"`` fixes ``x_i = i L / n`` (the sciml convention for periodic
+  grids); ``"linspace"`` fixes ``linspace(0, L, n)`` as the reference code does (the preset
+  :meth:`IFactFormer.paper` selects it). Coordinates may run in either direction (a solver may store the
+  wall-normal axis from +1 down to -1): the network sees a node only through its values and its
+  coordinate, and its sums over nodes do not depend on their order, so an axis stored reversed together
+  with its coordinates gives the reversed output and nothing else changes.
+* What is not coordinate-aware, as in the reference code: the learnable integrals (axis means) and the
+  kernel contractions ``K_a x_a v`` are plain sums over the nodes, without quadrature weights, so on a
+  stretched axis the densely spaced nodes (near the walls) weigh more in them than their share of the
+  length. The network learns with these sums; weighting them would depart from the paper's model.
 * ``B`` is drawn from a generator seeded with ``fourier_seed`` instead of the global RNG, and stored in the
   state dict together with the coordinates, so a checkpoint reproduces the network without its config.
 * Memory knobs (results identical to rounding): ``recompute_mixing`` (default on) stores only the values
@@ -53,6 +66,7 @@ Choices where the paper is silent or our setting differs (configurable):
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import torch
@@ -106,7 +120,9 @@ class IFactFormer(nn.Module):
         variant: ``"m"`` (parallel, IFactFormer-m) or ``"o"`` (chained, IFactFormer-o).
         fourier_scale: standard deviation of the Gaussian Fourier matrix (8 in the paper).
         fourier_seed: seed of the Fourier matrix.
-        coordinates: ``"periodic"`` (``i L / n``) or ``"linspace"`` (``linspace(0, L, n)``, reference code).
+        coordinates: ``"data"`` (set from the data by :meth:`set_coordinates`; ``i L / n`` until then),
+            ``"periodic"`` (``i L / n``) or ``"linspace"`` (``linspace(0, L, n)``, reference code). With
+            ``"data"``, ``domain_lengths`` only sets the placeholder.
         checkpoint_block: recompute each block application in backward (least memory, ~1/3 more time).
         recompute_mixing: inside the block, recompute the axis-kernel products in backward instead of
             storing them (about half the activation memory for a few percent more time).
@@ -131,7 +147,7 @@ class IFactFormer(nn.Module):
         variant: Literal["m", "o"] = "m",
         fourier_scale: float = 8.0,
         fourier_seed: int = 0,
-        coordinates: Literal["periodic", "linspace"] = "periodic",
+        coordinates: Literal["data", "periodic", "linspace"] = "data",
         checkpoint_block: bool = False,
         recompute_mixing: bool = True,
     ):
@@ -166,6 +182,7 @@ class IFactFormer(nn.Module):
         self.grid_shape = self._config["grid_shape"]
         self.domain_lengths = self._config["domain_lengths"]
         self.checkpoint_block = bool(checkpoint_block)
+        self.coordinates = coordinates
 
         for name, n, length in zip(
             ("coords_x", "coords_y", "coords_z"), self.grid_shape, self.domain_lengths
@@ -219,6 +236,27 @@ class IFactFormer(nn.Module):
     def coords(self) -> tuple[Tensor, Tensor, Tensor]:
         return self.coords_x, self.coords_y, self.coords_z
 
+    def set_coordinates(
+        self, x: Sequence[float] | Tensor, y: Sequence[float] | Tensor, z: Sequence[float] | Tensor
+    ) -> None:
+        """Place the nodes at the data's physical coordinates along (x, y, z) (``coordinates="data"``).
+
+        Each axis takes one coordinate per grid point, finite and strictly monotonic (either direction).
+        The values are copied into the buffers, keeping their dtype and device.
+        """
+        if self.coordinates != "data":
+            raise ConfigError(
+                "coordinates",
+                f"is {self.coordinates!r}, which fixes the node positions; set it to 'data' to take them "
+                "from the data",
+            )
+        checked = [
+            _checked_axis(axis, values, n)
+            for axis, values, n in zip(("x", "y", "z"), (x, y, z), self.grid_shape)
+        ]
+        for buffer, values in zip(self.coords, checked):
+            buffer.copy_(values)
+
     @property
     def expected_input_shape(self) -> str:
         return f"(B, {self.in_channels}, {self.in_steps}, {', '.join(str(n) for n in self.grid_shape)})"
@@ -259,11 +297,28 @@ class IFactFormer(nn.Module):
 
 
 def _axis_coordinates(n: int, length: float, coordinates: str) -> Tensor:
-    if coordinates == "periodic":
+    if coordinates in ("periodic", "data"):
         values = torch.arange(n, dtype=torch.float64) * (length / n)
     else:
         values = torch.linspace(0.0, length, n, dtype=torch.float64)
     return values.to(torch.get_default_dtype())
+
+
+def _checked_axis(axis: str, values: Sequence[float] | Tensor, n: int) -> Tensor:
+    """The coordinates of one axis as a float64 vector, or a ConfigError naming the axis."""
+    vector = torch.as_tensor(values, dtype=torch.float64).detach().cpu()
+    if vector.ndim != 1 or len(vector) != n:
+        raise ConfigError(
+            "grid_shape",
+            f"has {n} points along {axis}, but the data's {axis} coordinates have shape "
+            f"{tuple(vector.shape)}",
+        )
+    if not bool(torch.isfinite(vector).all()):
+        raise ConfigError("coordinates", f"the data's {axis} coordinates contain NaN or Inf")
+    steps = vector.diff()
+    if not (bool((steps > 0).all()) or bool((steps < 0).all())):
+        raise ConfigError("coordinates", f"the data's {axis} coordinates are not strictly monotonic")
+    return vector
 
 
 #: Constructor arguments that must be positive integers (stored unconverted, so 2.5 is caught).
@@ -304,5 +359,5 @@ def _check_config(
         raise ConfigError("domain_lengths", f"expected three positive lengths, got {domain_lengths!r}")
     if variant not in ("m", "o"):
         raise ConfigError("variant", f"must be 'm' or 'o', got {variant!r}")
-    if coordinates not in ("periodic", "linspace"):
-        raise ConfigError("coordinates", f"must be 'periodic' or 'linspace', got {coordinates!r}")
+    if coordinates not in ("data", "periodic", "linspace"):
+        raise ConfigError("coordinates", f"must be 'data', 'periodic' or 'linspace', got {coordinates!r}")

@@ -21,9 +21,18 @@ def save_figure(figure: plt.Figure, path: Path) -> Path:
 
 
 def plot_spectra(
-    k: np.ndarray, true: np.ndarray, pred: np.ndarray, steps: list[int], dt: float, path: Path
+    k: np.ndarray,
+    true: np.ndarray,
+    pred: np.ndarray,
+    steps: list[int],
+    dt: float,
+    path: Path,
+    title: str | None = None,
 ) -> Path:
-    """Predicted vs true energy spectra at several rollout steps; ``true``/``pred`` are (steps, K)."""
+    """Predicted vs true energy spectra at several rollout steps; ``true``/``pred`` are (steps, K).
+
+    ``title`` replaces the default one, e.g. to say which axes a wall-bounded spectrum is taken over.
+    """
     figure, axis = plt.subplots(figsize=(6, 4.5))
     colors = plt.cm.viridis(np.linspace(0, 0.9, len(steps)))
     for color, step in zip(colors, steps):
@@ -32,7 +41,7 @@ def plot_spectra(
         axis.loglog(k[1:], pred[step, 1:], color=color, lw=1.2, ls="--", label=f"pred {label}")
     axis.set_xlabel("wavenumber k")
     axis.set_ylabel("E(k)")
-    axis.set_title("Energy spectrum along the rollout (solid: true, dashed: surrogate)")
+    axis.set_title(title or "Energy spectrum along the rollout (solid: true, dashed: surrogate)")
     axis.legend(fontsize=7, ncol=2)
     axis.grid(True, which="both", alpha=0.3)
     return save_figure(figure, path)

@@ -18,7 +18,14 @@ Choices where the paper is silent (all configurable):
 * AdamW with a linear warm-up and cosine decay per optimizer step;
 * a rollout counts as diverged at the first step whose prediction is not finite or whose kinetic energy
   exceeds ``divergence_factor`` times the true one; the remaining steps are reported as NaN;
-* spectrum error and drifts are defined in :mod:`sciml.metrics.turbulence`;
+* spectrum error and drifts are defined in :mod:`sciml.metrics.turbulence`; spectra are taken over the axes
+  whose boundary conditions (``field_info["boundary_conditions"]``) are periodic on both sides and
+  averaged over the others (a channel's wall-normal axis); data that states no boundary conditions counts
+  as periodic on every axis. With no periodic axis there is no spectrum: its error is NaN, its figure is
+  not drawn and the count of rollout steps within the spectrum tolerance is NaN;
+* a network built with ``coordinates="data"`` (IFactFormer) gets the data's node coordinates
+  (``field_info["coords"]``, in the data's axis order) in ``setup`` at every stage: they describe the
+  fields it is about to see, unlike the normalization statistics, which belong to the trained model;
 * under DDP every rank evaluates its shard; per-sample results are gathered at the end of the epoch and
   each sample (by its ``index``) counted once, so the logged metrics equal a single-process evaluation
   (the padding repeats that keep ranks in step are dropped).
@@ -37,11 +44,12 @@ from torch import Tensor, nn
 from sciml.core.errors import ConfigError
 from sciml.metrics.turbulence import (
     first_step_above,
+    periodic_energy_spectrum,
     relative_l2,
     spectrum_error,
     statistic_drift,
 )
-from sciml.physics.statistics import energy_spectrum, kinetic_energy
+from sciml.physics.statistics import kinetic_energy
 from sciml.tasks import plots
 from sciml.tasks.checkpointing import InjectedNetCheckpoint
 from sciml.tasks.gathering import gather_unique
@@ -90,6 +98,7 @@ class SurrogateTask(InjectedNetCheckpoint):
         self.register_buffer("field_mean", torch.zeros(channels))
         self.register_buffer("field_std", torch.ones(channels))
         self.register_buffer("domain_lengths", torch.full((3,), 2 * math.pi))
+        self.register_buffer("periodic_axes", torch.ones(3, dtype=torch.bool))
         self.register_buffer("statistics_ready", torch.tensor(False))
         self._rollouts: list[dict[str, Tensor]] = []
         self._one_step: list[Tensor] = []
@@ -105,15 +114,34 @@ class SurrogateTask(InjectedNetCheckpoint):
         if normalization is None:
             return
         # A data module with statistics describes its fields (sciml.data.fields.FieldDataModule.field_info).
-        self._check_data_fits_net(datamodule.field_info)
+        info = datamodule.field_info
+        self._check_data_fits_net(info)
+        if getattr(self.net, "coordinates", None) == "data":
+            self._copy_coordinates_into_net(info)
         # Fitting always takes the data's statistics; evaluation keeps those stored in the checkpoint.
         if stage != "fit" and bool(self.statistics_ready):
             return
         mean, std = normalization["mean"], normalization["std"]
         self.field_mean.copy_(mean)
         self.field_std.copy_(std)
-        self.domain_lengths.copy_(torch.as_tensor(datamodule.field_info["lengths"], dtype=torch.float32))
+        self.domain_lengths.copy_(torch.as_tensor(info["lengths"], dtype=torch.float32))
+        self.periodic_axes.copy_(torch.as_tensor(_periodic_axes(info)))
         self.statistics_ready.fill_(True)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # Checkpoints written before the task knew about walls treated every axis as periodic.
+        checkpoint["state_dict"].setdefault("periodic_axes", torch.ones(3, dtype=torch.bool))
+
+    def _copy_coordinates_into_net(self, info: dict) -> None:
+        """Hand the data's node coordinates, in the data's axis order, to a ``coordinates="data"`` network."""
+        coords = info.get("coords")
+        if coords is None:
+            raise ConfigError(
+                "model.init_args.net.init_args.coordinates",
+                f"is 'data', but the data module of {info['path']} reports no node coordinates "
+                "(field_info['coords']); choose 'periodic' or 'linspace'",
+            )
+        self.net.set_coordinates(*(coords[dim] for dim in info["spatial_dims"]))
 
     def _check_data_fits_net(self, info: dict) -> None:
         """Raise a ConfigError naming the network's config key and the data file when the data's spatial
@@ -234,6 +262,7 @@ class SurrogateTask(InjectedNetCheckpoint):
         steps = trajectory.shape[2] - self.in_steps
         velocity = list(self.hparams.velocity_channels)
         lengths = tuple(self.domain_lengths.tolist())
+        periodic = tuple(self.periodic_axes.tolist())
         window = trajectory[:, :, : self.in_steps]
         curves = {name: torch.full((steps,), float("nan")) for name in self._curve_names()}
         predictions = torch.full_like(trajectory[:, :, self.in_steps : self.in_steps + steps], float("nan"))
@@ -249,9 +278,10 @@ class SurrogateTask(InjectedNetCheckpoint):
                 break
             predictions[:, :, step] = prediction
             curves["rel_l2"][step] = relative_l2(prediction, truth).mean()
-            curves["spectrum_error"][step] = spectrum_error(
-                prediction[:, velocity], truth[:, velocity], lengths
-            ).mean()
+            if any(periodic):
+                curves["spectrum_error"][step] = spectrum_error(
+                    prediction[:, velocity], truth[:, velocity], lengths, periodic
+                ).mean()
             for name, value in statistic_drift(prediction[:, velocity], truth[:, velocity]).items():
                 curves[name][step] = value.mean()
             window = torch.cat([window[:, :, 1:], prediction.unsqueeze(2)], dim=2)
@@ -306,6 +336,8 @@ class SurrogateTask(InjectedNetCheckpoint):
         tolerance = self.hparams.spectrum_tolerance
         bad_step = first_step_above(torch.as_tensor(mean_curves["spectrum_error"]), tolerance)
         good_steps = len(mean_curves["spectrum_error"]) if bad_step is None else bad_step
+        if not bool(self.periodic_axes.any()):
+            good_steps = float("nan")
         diverged = [int(step) for step in packed[:, 1].tolist() if step >= 0]
         self.log(f"{prefix}/rollout_steps_within_spectrum_tolerance", float(good_steps), sync_dist=True)
         self.log(f"{prefix}/rollout_rel_l2_final", float(_last_finite(mean_curves["rel_l2"])), sync_dist=True)
@@ -345,20 +377,26 @@ class SurrogateTask(InjectedNetCheckpoint):
         shown = sorted({int(s) for s in np.linspace(0, max(valid - 1, 0), self.hparams.plot_steps)})
         velocity = list(self.hparams.velocity_channels)
         lengths = tuple(self.domain_lengths.tolist())
-        k, spectra_true = energy_spectrum(truth[velocity].transpose(0, 1), lengths)
-        _, spectra_pred = energy_spectrum(prediction[velocity].transpose(0, 1), lengths)
+        periodic = tuple(self.periodic_axes.tolist())
         dt = float(self.trainer.datamodule.field_info.get("dt", 1.0)) if self.trainer.datamodule else 1.0
         names = list(getattr(self.trainer.datamodule, "field_info", {}).get("channel_names", ["u"]))
-        # Shells past N/2 hold only the corners of the cube of resolved wavenumbers: not shown.
-        shells = slice(0, min(truth.shape[-3:]) // 2 + 1)
-        plots.plot_spectra(
-            k[shells].numpy(),
-            spectra_true[:, shells].numpy(),
-            spectra_pred[:, shells].numpy(),
-            shown,
-            dt,
-            plot_dir / "spectra.png",
-        )
+        if any(periodic):
+            k, spectra_true = periodic_energy_spectrum(truth[velocity].transpose(0, 1), lengths, periodic)
+            _, spectra_pred = periodic_energy_spectrum(
+                prediction[velocity].transpose(0, 1), lengths, periodic
+            )
+            # Shells past N/2 hold only the corners of the box of resolved wavenumbers: not shown.
+            sizes = [n for n, is_periodic in zip(truth.shape[-3:], periodic) if is_periodic]
+            shells = slice(0, min(sizes) // 2 + 1)
+            plots.plot_spectra(
+                k[shells].numpy(),
+                spectra_true[:, shells].numpy(),
+                spectra_pred[:, shells].numpy(),
+                shown,
+                dt,
+                plot_dir / "spectra.png",
+                title=_spectrum_title(periodic, getattr(self.trainer.datamodule, "field_info", {})),
+            )
         plots.plot_midplane_slices(
             truth.transpose(0, 1).numpy(),
             prediction.transpose(0, 1).numpy(),
@@ -379,6 +417,27 @@ class SurrogateTask(InjectedNetCheckpoint):
         initial = trajectory[:, :, : self.in_steps]
         rollout = torch.cat([initial, self.rollout(initial, steps)], dim=2)
         return {"rollout": rollout, "time": batch["time"], "index": batch["index"]}
+
+
+def _periodic_axes(info: dict) -> list[bool]:
+    """Which spatial axes are periodic on both sides; with no boundary conditions stated, every one."""
+    conditions = info.get("boundary_conditions")
+    if not conditions:
+        return [True] * len(info["spatial_dims"])
+    return [
+        all(str(kind).upper() == "PERIODIC" for kind in conditions.get(dim, ("OPEN",)))
+        for dim in info["spatial_dims"]
+    ]
+
+
+def _spectrum_title(periodic: tuple[bool, ...], info: dict) -> str | None:
+    """Figure title naming the axes a partial (wall-bounded) spectrum is over; None for the 3-D one."""
+    if all(periodic):
+        return None
+    dims = list(info.get("spatial_dims", ["x", "y", "z"]))
+    over = ", ".join(d for d, p in zip(dims, periodic) if p)
+    across = ", ".join(d for d, p in zip(dims, periodic) if not p)
+    return f"Energy spectrum over ({over}), averaged over {across} (solid: true, dashed: surrogate)"
 
 
 def _last_finite(curve: np.ndarray) -> float:

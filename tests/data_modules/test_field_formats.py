@@ -11,9 +11,9 @@ import pytest
 import torch
 from the_well.data import WellDataset
 
-from sciml.data.fields import FieldDataset, open_fields
-from sciml.data.formats.well import WellReader
-from sciml.data.formats.zarr_store import ZarrReader
+from sciml.data.fields import FieldDataModule, FieldDataset, open_fields
+from sciml.data.formats.well import WellReader, write_well
+from sciml.data.formats.zarr_store import ZarrReader, write_zarr
 
 EXPECTED_CHANNELS = ["pressure", "velocity_x", "velocity_y", "velocity_z"]
 
@@ -327,3 +327,34 @@ def test_writers_refuse_attributes_that_would_overwrite_the_schema(tmp_path):
         "its other name, is taken"
     )
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("which", ["well", "zarr"])
+def test_a_wall_bounded_chebyshev_axis_keeps_its_nodes_and_spans_the_walls(tmp_path, which):
+    # A channel: periodic x and z, Gauss-Lobatto nodes y_j = -cos(pi j / 8) between walls at -1 and +1.
+    shape, lx, lz = (6, 9, 4), 4 * np.pi, 4 * np.pi / 3
+    coords = {
+        "x": np.arange(6) * (lx / 6),
+        "y": -np.cos(np.pi * np.arange(9) / 8),
+        "z": np.arange(4) * (lz / 4),
+    }
+    velocity = np.random.default_rng(0).standard_normal((3, 3, *shape, 3))
+    common = dict(
+        time=np.arange(3.0),
+        coords=coords,
+        dataset_name="tiny_channel",
+        boundary_conditions={"x": "periodic", "y": "wall", "z": "periodic"},
+    )
+    if which == "well":
+        path = write_well(tmp_path / "channel.h5", t1_fields={"velocity": velocity}, **common)
+    else:
+        path = write_zarr(tmp_path / "channel.zarr", fields={"velocity": velocity}, **common)
+    module = FieldDataModule(str(path), batch_size=1)
+    module.setup("fit")
+    info = module.field_info
+    assert info["boundary_conditions"]["y"] == ["WALL", "WALL"]
+    # the wall axis spans |y[-1] - y[0]| = 2 (not n dy of a uniform grid); periodic ones n dx
+    np.testing.assert_allclose(info["lengths"], (lx, 2.0, lz), rtol=1e-12)
+    assert list(info["coords"]) == ["x", "y", "z"]
+    for dim in "xyz":
+        assert info["coords"][dim] == coords[dim].tolist()  # float64 nodes, exactly as stored

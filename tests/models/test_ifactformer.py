@@ -85,6 +85,8 @@ def test_forward_matches_the_jaxtyping_annotations():
 def test_paper_configuration_has_the_paper_parameter_count():
     model = IFactFormer.paper()
     assert model.config["grid_shape"] == (32, 33, 16) and model.config["coordinates"] == "linspace"
+    # the reference's uniform linspace(0, L, n), not the data's nodes
+    torch.testing.assert_close(model.coords_y, torch.linspace(0.0, 2.0, 33), rtol=0, atol=0)
     # The reference counts its frozen Fourier matrix (3 x 48) as parameters; ours is a buffer.
     assert model.parameter_count() == PAPER_PARAMETER_COUNT == 1_163_331
     assert sum(p.numel() for p in model.parameters()) == 1_163_331 - 3 * 48
@@ -184,7 +186,7 @@ def test_invalid_configuration_names_the_key():
 
 
 def test_coordinates_and_position_encoding():
-    periodic = tiny()
+    periodic = tiny(coordinates="periodic")
     torch.testing.assert_close(periodic.coords_x, torch.arange(4) * (2 * math.pi / 4))
     torch.testing.assert_close(periodic.coords_y, torch.arange(5) * (2.0 / 5))
     reference = tiny(coordinates="linspace")
@@ -193,6 +195,133 @@ def test_coordinates_and_position_encoding():
     assert encoding.shape == (4, 5, 3, 12)
     # distinct grid points get distinct encodings
     assert torch.cdist(encoding.reshape(60, 12), encoding.reshape(60, 12)).add(torch.eye(60)).min() > 1e-3
+
+
+# ------------------------------------------------------------------------------- coordinates from data
+# Channel-like tiny grid: periodic x and z, Chebyshev Gauss-Lobatto points y_j = cos(pi j / 4) in y,
+# stored from +1 down to -1 as a spectral solver does.
+DATA_X = torch.arange(4, dtype=torch.float64) * (2 * math.pi / 4)
+DATA_Y = torch.cos(math.pi * torch.arange(5, dtype=torch.float64) / 4)
+DATA_Z = torch.arange(3, dtype=torch.float64) / 3
+
+
+def test_data_coordinates_are_the_default_with_the_periodic_placeholder():
+    model, periodic = tiny(), tiny(coordinates="periodic")
+    assert model.config["coordinates"] == "data"
+    for placeholder, fixed in zip(model.coords, periodic.coords):
+        torch.testing.assert_close(placeholder, fixed, rtol=0, atol=0)
+    model.set_coordinates(DATA_X, DATA_Y, DATA_Z)
+    torch.testing.assert_close(model.coords_y, DATA_Y.float(), rtol=0, atol=0)
+    assert model.coords_y.dtype == torch.float32  # the buffers keep their dtype
+
+
+def test_data_coordinates_feed_the_position_encoding():
+    model = tiny().double()
+    model.set_coordinates(DATA_X, DATA_Y.tolist(), DATA_Z.numpy())  # any sequence of floats
+    # Linear(GFF(mesh)) written out on the given coordinates: [sin, cos](2 pi mesh B) W^T + b.
+    mesh = torch.stack(torch.meshgrid(DATA_X, DATA_Y, DATA_Z, indexing="ij"), dim=-1)  # (4, 5, 3, 3)
+    phase = 2 * math.pi * mesh @ model.fourier.frequencies  # (4, 5, 3, dim/2)
+    features = torch.cat([phase.sin(), phase.cos()], dim=-1)
+    expected = features @ model.position_proj.weight.T + model.position_proj.bias
+    torch.testing.assert_close(model.position_encoding(), expected, rtol=1e-12, atol=1e-12)
+    uniform = tiny().double()
+    assert not torch.allclose(uniform.position_encoding(), expected, atol=1e-3)
+
+
+def test_data_coordinates_set_the_rotary_phases_of_each_axis():
+    model = tiny()
+    _enlarge_kernels(model)
+    model.set_coordinates(DATA_X, DATA_Y, DATA_Z)
+    seen = {}
+    for axis, kernel in enumerate(model.block.kernels):
+        kernel.register_forward_hook(lambda module, args, out, axis=axis: seen.update({axis: args[1]}))
+    model(tiny_input())
+    for axis, given in enumerate((DATA_X, DATA_Y, DATA_Z)):
+        torch.testing.assert_close(seen[axis], given.float(), rtol=0, atol=0)
+        rotary = model.block.kernels[axis].rotary
+        # theta_m(y_j) = y_j (scale / min_freq) base^(-2m / dim) at the Chebyshev nodes themselves.
+        frequencies = 10000.0 ** (-torch.arange(0, rotary.dim, 2, dtype=torch.float64) / rotary.dim)
+        expected = torch.outer(given * (rotary.scale / rotary.min_freq), frequencies)
+        torch.testing.assert_close(rotary.angles(seen[axis]).double(), expected, rtol=1e-6, atol=1e-5)
+
+
+def test_data_coordinates_equal_to_linspace_reproduce_the_reference_mode():
+    reference = tiny(coordinates="linspace")
+    _enlarge_kernels(reference)
+    model = tiny()
+    model.load_state_dict(reference.state_dict())  # weights and the linspace buffers
+    model.set_coordinates(DATA_X, DATA_Y, DATA_Z)  # channel coordinates replace them
+    x = tiny_input()
+    assert not torch.allclose(model(x), reference(x), atol=1e-3)
+    model.set_coordinates(*reference.coords)
+    torch.testing.assert_close(model(x), reference(x), rtol=0, atol=0)
+
+
+def test_reversing_the_data_and_its_coordinates_reverses_the_output():
+    # Integrals and kernel products are sums over nodes and the kernels see coordinates only: relabelling
+    # the y nodes (descending storage vs ascending) together with their coordinates relabels the output.
+    descending = tiny().double()
+    _enlarge_kernels(descending)
+    descending.set_coordinates(DATA_X, DATA_Y, DATA_Z)
+    ascending = tiny().double()
+    ascending.load_state_dict(descending.state_dict())
+    ascending.set_coordinates(DATA_X, DATA_Y.flip(0), DATA_Z)
+    x = tiny_input(dtype=torch.float64)
+    y = descending(x)
+    torch.testing.assert_close(ascending(x.flip(4)), y.flip(3), rtol=1e-10, atol=1e-12)
+    # ...whereas reversing the coordinates alone is a different field.
+    assert not torch.allclose(ascending(x), y, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "coords, message",
+    [
+        (
+            (DATA_X, DATA_Y[:4], DATA_Z),
+            r"'grid_shape': has 5 points along y, but the data's y coordinates have shape \(4,\)",
+        ),
+        ((DATA_X, DATA_Y, DATA_Z.view(3, 1)), r"'grid_shape': has 3 points along z, .* shape \(3, 1\)"),
+        (
+            (DATA_X, DATA_Y, torch.tensor([0.0, float("nan"), 1.0])),
+            r"'coordinates': the data's z coordinates contain NaN",
+        ),
+        (
+            (torch.tensor([0.0, 2.0, 1.0, 3.0]), DATA_Y, DATA_Z),
+            r"'coordinates': the data's x coordinates are not strictly",
+        ),
+        (
+            (DATA_X, torch.tensor([1.0, 0.5, 0.5, 0.0, -1.0]), DATA_Z),
+            r"'coordinates': the data's y coordinates are not strictly",
+        ),
+    ],
+)
+def test_bad_data_coordinates_name_the_axis(coords, message):
+    model = tiny()
+    before = [c.clone() for c in model.coords]
+    with pytest.raises(ConfigError, match=message):
+        model.set_coordinates(*coords)
+    for kept, original in zip(model.coords, before):  # nothing is half-set
+        torch.testing.assert_close(kept, original, rtol=0, atol=0)
+
+
+def test_fixed_coordinate_modes_refuse_data_coordinates():
+    with pytest.raises(ConfigError, match=r"'coordinates': is 'linspace', which fixes"):
+        IFactFormer.paper().set_coordinates(torch.zeros(32), torch.zeros(33), torch.zeros(16))
+
+
+def test_checkpoint_carries_the_data_coordinates(tmp_path):
+    model = tiny()
+    _enlarge_kernels(model)
+    model.set_coordinates(DATA_X, DATA_Y, DATA_Z)
+    x = tiny_input()
+    expected = model(x)
+    path = tmp_path / "net.pt"
+    torch.save({"config": model.config, "state_dict": model.state_dict()}, path)
+    saved = torch.load(path, weights_only=True)
+    restored = IFactFormer(**saved["config"])  # no data here: the placeholder until the weights load
+    restored.load_state_dict(saved["state_dict"])
+    torch.testing.assert_close(restored.coords_y, DATA_Y.float(), rtol=0, atol=0)
+    torch.testing.assert_close(restored(x), expected, rtol=0, atol=0)
 
 
 def test_time_steps_are_mixed_by_the_lift():

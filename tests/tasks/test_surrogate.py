@@ -17,9 +17,10 @@ from sciml.cli import main
 from sciml.core.errors import ConfigError
 from sciml.data.fields import FieldDataModule
 from sciml.data.formats.well import write_well
-from sciml.metrics.turbulence import relative_l2
+from sciml.metrics.turbulence import periodic_energy_spectrum, relative_l2, spectrum_error
 from sciml.models.ifactformer import IFactFormer
 from sciml.physics.hit import simulate_forced_hit
+from sciml.physics.statistics import energy_spectrum, kinetic_energy
 from sciml.tasks.surrogate import SurrogateTask
 
 GRID = (8, 8, 8)
@@ -151,6 +152,9 @@ class TinyFlowData(pl.LightningDataModule):
             "spatial_dims": ["x", "y", "z"],
             "grid_shape": list(flow.shape[-3:]),
             "lengths": TWO_PI,
+            "coords": {
+                d: (np.arange(n) * (2 * math.pi / n)).tolist() for d, n in zip("xyz", flow.shape[-3:])
+            },
             "dt": 0.05,
             "t_in": 1,
             "path": "memory",
@@ -430,3 +434,191 @@ def test_a_network_without_a_grid_still_needs_3d_data(tmp_path):
         f"config key 'data.init_args.path': the surrogate works on 3-D fields, but {path} holds 2-D fields "
         "over (x, y) on a [8, 6] grid"
     )
+
+
+# -------------------------------------------------------------------------------------- walls
+# A channel-like box: periodic x and z, walls at y = -1 and +1 with Chebyshev Gauss-Lobatto nodes.
+CHANNEL_LENGTHS = (4 * math.pi, 2.0, 4 * math.pi / 3)
+PERIODIC_XZ = (True, False, True)
+
+
+def chebyshev_nodes(n: int) -> np.ndarray:
+    """``y_j = cos(pi j / (n - 1))`` in ascending order, the order the field readers accept."""
+    return np.cos(np.pi * np.arange(n) / (n - 1))[::-1].copy()
+
+
+def channel_mesh(shape=(16, 9, 12)) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    axes = [
+        torch.arange(shape[0], dtype=torch.float64) * (CHANNEL_LENGTHS[0] / shape[0]),
+        torch.from_numpy(chebyshev_nodes(shape[1])),
+        torch.arange(shape[2], dtype=torch.float64) * (CHANNEL_LENGTHS[2] / shape[2]),
+    ]
+    return torch.meshgrid(*axes, indexing="ij")
+
+
+def test_a_field_varying_only_across_the_walls_has_no_spectral_content():
+    x, y, z = channel_mesh()
+    u = torch.stack([1 - y**2, 0 * y, y**3])  # (3, 16, 9, 12): no x or z dependence
+    k, spectrum = periodic_energy_spectrum(u, CHANNEL_LENGTHS, PERIODIC_XZ)
+    # Everything is in the mean shell; the 3-D spectrum would have spread the wall-normal profile over
+    # shells as if y were periodic.
+    assert spectrum[0] == pytest.approx(kinetic_energy(u).item(), rel=1e-12)
+    assert spectrum[1:].abs().max() <= 1e-12 * spectrum[0]
+    _, wrapped = energy_spectrum(u, CHANNEL_LENGTHS)
+    assert wrapped[1:].sum() > 0.01 * wrapped.sum()
+    assert spectrum_error(u, u, CHANNEL_LENGTHS, PERIODIC_XZ) == 0
+    # The same holds batched and in float32, where the empty shells are exact zeros in both spectra.
+    batch = torch.stack([u, 2 * u]).float()
+    torch.testing.assert_close(spectrum_error(batch, batch, CHANNEL_LENGTHS, PERIODIC_XZ), torch.zeros(2))
+
+
+@pytest.mark.parametrize("mode_x, mode_z, shell", [(3, 0, 3), (0, 2, 6), (4, 1, 5)])
+def test_a_single_fourier_mode_lands_in_its_periodic_shell(mode_x, mode_z, shell):
+    # k0 = 2 pi / L_x; a z mode m has |k_z| = 2 pi m / (L_x / 3), i.e. shell 3 m; |(4, 3)| = 5.
+    x, y, z = channel_mesh()
+    wave = torch.cos(2 * math.pi * (mode_x * x / CHANNEL_LENGTHS[0] + mode_z * z / CHANNEL_LENGTHS[2]))
+    u = torch.stack([(1 - y**2) * wave, 0 * x, 0 * x])
+    k, spectrum = periodic_energy_spectrum(u, CHANNEL_LENGTHS, PERIODIC_XZ)
+    torch.testing.assert_close(k[1] - k[0], torch.tensor(0.5, dtype=torch.float64))
+    assert spectrum[shell] == pytest.approx(kinetic_energy(u).item(), rel=1e-12)
+    others = torch.cat([spectrum[:shell], spectrum[shell + 1 :]])
+    assert others.abs().max() <= 1e-12 * spectrum[shell]
+
+
+def test_spectrum_error_with_walls_compares_the_resolved_periodic_shells():
+    # One x mode in each of shells 1..5; the prediction doubles the amplitude of the shell-2 mode, so
+    # E_pred / E_true = 4 there and 1 elsewhere. The cutoff comes from the periodic sizes, min(16, 12) // 3
+    # = 4 (the 9 wall-normal nodes would give 3), so the error is |4 - 1| / 4.
+    x, y, _ = channel_mesh()
+    modes = [(1 - y**2) * torch.cos(2 * math.pi * m * x / CHANNEL_LENGTHS[0]) for m in range(1, 6)]
+    true = torch.stack([sum(modes), 0 * x, 0 * x])
+    pred = true + torch.stack([modes[1], 0 * x, 0 * x])
+    error = spectrum_error(pred, true, CHANNEL_LENGTHS, PERIODIC_XZ)
+    assert error.item() == pytest.approx(3 / 4, rel=1e-10)
+
+
+def test_all_periodic_spectra_are_unchanged():
+    u = torch.randn(2, 3, 8, 6, 4, generator=torch.Generator().manual_seed(0))
+    lengths = (2 * math.pi, math.pi, 1.0)
+    k, spectrum = periodic_energy_spectrum(u, lengths)
+    k_3d, spectrum_3d = energy_spectrum(u, lengths)
+    assert torch.equal(k, k_3d) and torch.equal(spectrum, spectrum_3d)
+    pred = u + 0.1 * torch.randn(u.shape, generator=torch.Generator().manual_seed(1))
+    _, spectrum_pred = energy_spectrum(pred, lengths)
+    # The definition written out: mean over shells 1 .. min(N) // 3 (= 1 here) of |E_pred / E_true - 1|.
+    expected = (spectrum_pred[..., 1:2] / spectrum_3d[..., 1:2] - 1).abs().mean(-1)
+    assert torch.equal(spectrum_error(pred, u, lengths), expected)
+    assert torch.equal(spectrum_error(pred, u, lengths, (True, True, True)), expected)
+
+
+CHANNEL_GRID = (8, 5, 4)
+
+
+def write_channel_well(path: Path) -> dict[str, np.ndarray]:
+    """Three short trajectories of random velocity on the channel grid; returns the node coordinates."""
+    nx, ny, nz = CHANNEL_GRID
+    coords = {
+        "x": np.arange(nx) * (CHANNEL_LENGTHS[0] / nx),
+        "y": chebyshev_nodes(ny),
+        "z": np.arange(nz) * (CHANNEL_LENGTHS[2] / nz),
+    }
+    rng = np.random.default_rng(4)
+    write_well(
+        path,
+        time=0.1 * np.arange(5),
+        coords=coords,
+        t1_fields={"velocity": rng.standard_normal((3, 5, *CHANNEL_GRID, 3))},
+        dataset_name="tiny_channel",
+        boundary_conditions={"x": "periodic", "y": "wall", "z": "periodic"},
+    )
+    return coords
+
+
+def test_setup_gives_the_net_the_data_coordinates_and_the_checkpoint_keeps_them(tmp_path):
+    coords = write_channel_well(tmp_path / "channel.h5")
+    # The configured lengths are the periodic placeholder's only; the data decides the node positions.
+    task = SurrogateTask(tiny_net(grid_shape=CHANNEL_GRID), warmup_steps=1)
+    placeholder_y = task.net.coords_y.clone()
+    trainer = pl.Trainer(
+        max_epochs=1,
+        default_root_dir=tmp_path,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+    )
+    trainer.fit(task, datamodule=FieldDataModule(str(tmp_path / "channel.h5"), batch_size=2))
+    for axis, buffer in zip("xyz", task.net.coords):
+        torch.testing.assert_close(buffer, torch.from_numpy(coords[axis]).float(), rtol=0, atol=0)
+    assert not torch.allclose(task.net.coords_y, placeholder_y)
+    assert task.periodic_axes.tolist() == [True, False, True]
+    torch.testing.assert_close(task.domain_lengths, torch.tensor(CHANNEL_LENGTHS, dtype=torch.float32))
+    # The rollout's spectrum error is taken over (x, z) and is finite (one value per step).
+    assert np.isfinite(task.rollout_curves["spectrum_error"]).all()
+    assert (tmp_path / "plots" / "val" / "spectra.png").stat().st_size > 1000
+
+    checkpoint = tmp_path / "task.ckpt"
+    trainer.save_checkpoint(checkpoint)
+    restored = SurrogateTask.load_from_checkpoint(checkpoint)  # no data module: from the file alone
+    torch.testing.assert_close(restored.net.coords_y, task.net.coords_y, rtol=0, atol=0)
+    assert restored.periodic_axes.tolist() == [True, False, True]
+    window = torch.randn(1, 3, 1, *CHANNEL_GRID)
+    with torch.no_grad():
+        torch.testing.assert_close(restored(window), task(window), rtol=0, atol=0)
+
+    # Checkpoints from before the task knew about walls load as all-periodic.
+    stored = torch.load(checkpoint, weights_only=False)
+    del stored["state_dict"]["periodic_axes"]
+    torch.save(stored, tmp_path / "old.ckpt")
+    assert SurrogateTask.load_from_checkpoint(tmp_path / "old.ckpt").periodic_axes.all()
+
+
+def test_data_without_a_periodic_axis_reports_no_spectrum(tmp_path):
+    path = tmp_path / "box.h5"
+    write_well(  # the channel grid, every side open
+        path,
+        time=0.1 * np.arange(5),
+        coords={d: np.arange(n) / n for d, n in zip("xyz", CHANNEL_GRID)},
+        t1_fields={"velocity": np.random.default_rng(4).standard_normal((3, 5, *CHANNEL_GRID, 3))},
+        dataset_name="open_box",
+        boundary_conditions="open",
+    )
+    task = SurrogateTask(tiny_net(grid_shape=CHANNEL_GRID), warmup_steps=1)
+    trainer = pl.Trainer(
+        max_epochs=1,
+        default_root_dir=tmp_path,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+    )
+    trainer.fit(task, datamodule=FieldDataModule(str(path), batch_size=2))
+    assert not task.periodic_axes.any()
+    assert np.isnan(task.rollout_curves["spectrum_error"]).all()
+    assert np.isfinite(task.rollout_curves["rel_l2"]).all()
+    assert math.isnan(task.summary["rollout_steps_within_spectrum_tolerance"])
+    assert not (tmp_path / "plots" / "val" / "spectra.png").exists()
+    assert (tmp_path / "plots" / "val" / "rollout_error.png").exists()
+
+
+def test_a_data_coordinates_net_needs_coordinates_from_the_data(flow, tmp_path):
+    data = TinyFlowData(flow)
+    del data.field_info["coords"]
+    trainer = pl.Trainer(max_steps=1, logger=False, enable_progress_bar=False, accelerator="cpu")
+    with pytest.raises(ConfigError, match=r"'model.init_args.net.init_args.coordinates': is 'data', but"):
+        trainer.fit(SurrogateTask(tiny_net()), datamodule=data)
+    # A net with fixed coordinates does not ask for them and keeps its own.
+    fixed = SurrogateTask(tiny_net(coordinates="periodic"))
+    expected = [c.clone() for c in fixed.net.coords]
+    trainer = pl.Trainer(
+        max_steps=1,
+        limit_val_batches=0,
+        logger=False,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        accelerator="cpu",
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(fixed, datamodule=data)
+    for kept, original in zip(fixed.net.coords, expected):
+        torch.testing.assert_close(kept, original, rtol=0, atol=0)
