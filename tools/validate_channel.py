@@ -19,8 +19,8 @@ Every ``--checkpoint-every`` (and at the end) ``OUT/checkpoint/`` is replaced at
 (``state.pt``), the statistics (``statistics.pt``) and the run schedule (``run.json``); ``--restart
 OUT/checkpoint`` resumes there (``--averaging`` may grow), and ``--restart state.pt`` (a file written by
 ``ChannelFlow.save``) starts a new spin-up and averaging from a saved flow, carried over to the ``--nx``,
-``--nz``, ``--lx``, ``--lz`` given (``ChannelFlow.regrid``: spectral interpolation, or the periodic part
-for a box that divides the saved one). Results, written atomically to
+``--nz``, ``--lx``, ``--lz`` and ``--driving`` given (``ChannelFlow.regrid``: spectral interpolation, or
+the periodic part for a box that divides the saved one). Results, written atomically to
 ``--out``: ``results.md`` (settings, resolution in wall units, the error table), ``profiles.png`` and
 ``summary.json``; the log goes to ``validate_channel.log``.
 
@@ -84,8 +84,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--driving",
         choices=("flow_rate", "pressure_gradient"),
-        default="flow_rate",
-        help="constant bulk velocity (the reference's U_b+) or constant -dP/dx = u_tau^2 / h = 1",
+        default=None,
+        help="constant bulk velocity (the reference's U_b+) or constant -dP/dx = u_tau^2 / h = 1 "
+        "(default flow_rate; with --restart STATE.pt: the saved one)",
     )
     parser.add_argument("--cfl", type=float, default=0.5)
     parser.add_argument(
@@ -151,14 +152,15 @@ def _start(args, reference: dict, dtype: torch.dtype):
         solver, state = ChannelFlow.load(restart, device=args.device, dtype=dtype)
         solver = _with_cfl(solver, args)
         log.info("restarted from the state %s at t = %.4f", restart, state.time)
-        regridded = _with_grid(solver, args)
+        regridded = _carried_over(solver, args, reference)
         if regridded is not solver:
             state, solver = regridded.regrid(state, solver), regridded
             log.info(
-                "carried the state over to %s, box %.4g x %.4g",
+                "carried the state over to %s, box %.4g x %.4g, %s driving",
                 solver.parameters()["shape"],
                 solver.lx,
                 solver.lz,
+                solver.driving,
             )
     else:
         re_tau = args.re_tau if args.re_tau is not None else float(reference["y_plus"][-1])
@@ -166,7 +168,7 @@ def _start(args, reference: dict, dtype: torch.dtype):
             (args.nx or 64, args.ny, args.nz or 64),
             nu=1.0 / re_tau,
             lengths=(args.lx or 4 * math.pi, args.lz or 4 * math.pi / 3),
-            driving=args.driving,
+            driving=args.driving or "flow_rate",
             pressure_gradient=1.0,
             bulk_velocity=_reference_bulk(reference),
             cfl=args.cfl,
@@ -191,13 +193,19 @@ def _with_cfl(solver: ChannelFlow, args) -> ChannelFlow:
     return ChannelFlow(**parameters, device=solver.device, dtype=solver.dtype)
 
 
-def _with_grid(solver: ChannelFlow, args) -> ChannelFlow:
-    """The loaded solver on the grid and box given on the command line (``solver`` itself if unchanged)."""
+def _carried_over(solver: ChannelFlow, args, reference: dict) -> ChannelFlow:
+    """The loaded solver on the grid, box and driving given on the command line (itself if unchanged).
+
+    Switching to ``flow_rate`` holds the reference's bulk velocity, as a new run does.
+    """
     shape = (args.nx or solver.nx, solver.ny, args.nz or solver.nz)
     lengths = (args.lx or solver.lx, args.lz or solver.lz)
-    if shape == (solver.nx, solver.ny, solver.nz) and lengths == (solver.lx, solver.lz):
+    driving = args.driving or solver.driving
+    parameters = {**solver.parameters(), "shape": shape, "lengths": lengths, "driving": driving}
+    if driving != solver.driving and driving == "flow_rate":
+        parameters["bulk_velocity"] = _reference_bulk(reference)
+    if parameters == {**solver.parameters(), "shape": (solver.nx, solver.ny, solver.nz)}:
         return solver
-    parameters = {**solver.parameters(), "shape": shape, "lengths": lengths}
     return ChannelFlow(**parameters, device=solver.device, dtype=solver.dtype)
 
 

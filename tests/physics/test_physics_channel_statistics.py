@@ -303,3 +303,9 @@ def test_validate_channel_restarts_from_a_saved_state_in_float32(tmp_path):
     assert carried["settings"]["grid (nx, ny, nz)"] == (12, 17, 8)
     assert carried["settings"]["box (Lx, Ly, Lz) / h"][0] == pytest.approx(2 * math.pi, abs=1e-4)
     assert carried["samples"] == 1
+    assert carried["settings"]["driving"] == "flow_rate"  # the saved driving when none is given
+    switched = tool.main(
+        ["--restart", str(tmp_path / "state.pt"), "--driving", "pressure_gradient", "--spin-up", "0"]
+        + ["--averaging", "0", "--threads", "1", "--out", str(tmp_path / "switched"), "--no-progress"]
+    )
+    assert switched["settings"]["driving"] == "pressure_gradient"
