@@ -41,10 +41,43 @@ Discretisation and choices:
   ``alpha = (29/96, -3/40, 1/6)``, ``beta = (37/160, 5/24, 1/6)``. The viscous terms (wall-normal and
   wall-parallel) are implicit, so ``dt`` has no viscous limit; the scheme is second order in time
   overall (third order for the explicit part alone).
-* Time step: ``dt = cfl / max(|u|/dx + |v|/dy_j + |w|/dz)`` with ``dy_j`` the local Gauss-Lobatto spacing.
+* Time step: ``dt = cfl / max(|u|/dx + |v|/dy_j + |w|/dz)`` with ``dy_j`` the local Gauss-Lobatto spacing
+  (with a closure also ``dt <= cfl / max(|nu_t| (kx_max^2 + 1/dy_j^2 + kz_max^2))``, the explicit SGS term);
+  :meth:`ChannelFlow.advance` rounds it down to the ladder ``2^(k/8)`` so that the implicit operators,
+  built once per ``dt`` (about three steps' work), are rebuilt only when the limit crosses a rung.
 * Boundary values are Dirichlet data: ``v``, ``omega_y``, ``U``, ``W`` are exactly zero on the walls and
   ``Dv`` is set to its boundary value 0 there (the influence matrix makes it so to rounding), so the
   no-slip condition holds exactly.
+
+Large-eddy simulation (optional, ``les``; closures of :mod:`sciml.physics.les`): the momentum equation
+gains ``-d tau_ij/dx_j`` with the modelled deviatoric stress ``tau^d_ij = -2 nu_t S^d_ij`` (the trace goes
+into the pressure), added to ``H`` before its projection, so it enters ``h_v``, ``h_g`` and the mean
+equations like the convective term: explicitly in the RK3 part of the scheme, while the molecular
+viscosity stays implicit. This is the usual split for spectral channel LES (Moin & Kim 1982, J. Fluid
+Mech. 118, 341; Germano et al. 1991, Phys. Fluids A 3, 1760): ``nu_t`` varies in space and time, so an
+implicit eddy viscosity would need a new operator every substage, and ``nu_t ~ nu`` or less on a
+wall-resolved LES grid keeps the explicit limit near the convective one. The velocity gradient comes from
+the solver's derivatives (Fourier ``i k`` in ``x, z``, the Chebyshev matrix in ``y``), its products on the
+grid like ``H`` (2/3 rule in ``x, z``), the divergence of ``tau`` spectrally as well. Choices:
+
+* filter width ``Delta(y) = (1.5 dx dy(y) 1.5 dz)^(1/3)`` (Deardorff 1970, J. Fluid Mech. 41, 453;
+  :meth:`ChannelFlow.default_width`): the dealiased ``x, z`` spacings as in
+  :func:`sciml.physics.les.default_width` and the local Gauss-Lobatto spacing in ``y``; ``les_width``
+  replaces it by a constant;
+* :class:`~sciml.physics.les.Smagorinsky` with ``wall_damped=True``: van Driest damping with
+  ``y+ = (1 - |y|) u_tau / nu`` and ``u_tau = sqrt(tau_w)`` from the current mean wall shear of each
+  flow (both walls averaged), re-evaluated at every substage (:meth:`ChannelFlow.wall_units`), so the
+  damping follows the flow rather than a nominal ``Re_tau``; without damping ``nu_t`` stays finite at
+  the wall, where the subgrid stress must vanish (Moin & Kim 1982 damp it the same way);
+* :class:`~sciml.physics.les.DynamicSmagorinsky`: the coefficient is averaged over x-z planes
+  (``average_dims=(-3, -1)`` is required) and, unless the model brings its own, the test filter is
+  :meth:`ChannelFlow.test_filter`, a sharp cutoff in ``x, z`` at half the retained wavenumbers (width
+  ``2 Delta`` in the sense above) and none in ``y``; ``nu + nu_t >= 0`` as in :mod:`sciml.physics.les`;
+* :meth:`ChannelFlow.parameters`, :meth:`~ChannelFlow.save` and :meth:`~ChannelFlow.load` record the
+  closure as :func:`~sciml.physics.les.closure_config`, so a restart continues the same LES; a closure a
+  dict cannot describe (a fixed ``y_plus`` tensor, a callable test filter) raises ``ConfigError`` there.
+
+``les=None`` runs exactly the DNS code path.
 
 State: :class:`ChannelState` with spectral ``phi, omega (B, M, ny)`` complex over the ``M`` retained
 non-mean modes (:attr:`ChannelFlow.kx`, :attr:`ChannelFlow.kz`), Fourier coefficients normalised so the
@@ -60,7 +93,9 @@ builds in the clamped conditions and has no spurious eigenvalues.
 
 from __future__ import annotations
 
+import copy
 import math
+from collections import OrderedDict
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -72,6 +107,14 @@ from torch import Tensor
 
 from sciml.core.atomic import atomic_path
 from sciml.core.errors import ConfigError
+from sciml.physics.les import (
+    DynamicSmagorinsky,
+    EddyViscosityModel,
+    Smagorinsky,
+    closure_config,
+    closure_from_config,
+    sgs_stress,
+)
 
 DRIVING = ("pressure_gradient", "flow_rate")
 # Spalart, Moser & Rogers (1991), appendix A.
@@ -80,6 +123,8 @@ _ZETA = (0.0, -17.0 / 60.0, -5.0 / 12.0)
 _ALPHA = (29.0 / 96.0, -3.0 / 40.0, 1.0 / 6.0)
 _BETA = (37.0 / 160.0, 5.0 / 24.0, 1.0 / 6.0)
 _FFT_DIMS = (-3, -2)  # (x, z) of the internal (B, C, X, Z, ny) layout
+_DT_LADDER = 8  # rungs per octave of the quantised CFL time step (see ChannelFlow.advance)
+_OPERATOR_CACHE = 8  # implicit operator sets kept (least recently used dropped first)
 
 
 def chebyshev_points(n: int) -> np.ndarray:
@@ -100,6 +145,16 @@ def chebyshev_matrix(n: int) -> np.ndarray:
     dy = y[:, None] - y[None, :]
     d = np.outer(c, 1.0 / c) / (dy + np.eye(n + 1))
     return d - np.diag(d.sum(axis=1))
+
+
+def chebyshev_interpolation(n: int, points: np.ndarray) -> np.ndarray:
+    """``(len(points), n + 1)`` matrix evaluating at ``points`` the polynomial of degree ``n`` through
+    values on :func:`chebyshev_points` ``(n)`` (Chebyshev coefficients by the well-conditioned
+    ``T_k(y_j) = cos(pi j k / n)`` system)."""
+    degrees = np.arange(n + 1)
+    at_nodes = np.cos(np.outer(np.pi * np.arange(n + 1) / n, degrees))  # (nodes, degrees)
+    at_points = np.cos(np.outer(np.arccos(np.clip(points, -1.0, 1.0)), degrees))  # (points, degrees)
+    return np.linalg.solve(at_nodes.T, at_points.T).T
 
 
 def clenshaw_curtis_weights(n: int) -> np.ndarray:
@@ -165,6 +220,11 @@ class ChannelFlow:
     (``ny - 1`` Chebyshev intervals). ``driving="pressure_gradient"`` keeps ``Pi = pressure_gradient``;
     ``"flow_rate"`` keeps the bulk velocity at ``bulk_velocity``. The defaults (``Pi = 2 nu``,
     ``U_b = 2/3``) are those of laminar Poiseuille flow with centreline velocity 1.
+
+    ``les``: an eddy-viscosity closure (:mod:`sciml.physics.les`, or the dict
+    :func:`~sciml.physics.les.closure_config` records) whose stress divergence is added to the explicit
+    nonlinear term (see "Large-eddy simulation" in the module docstring); ``None`` is the plain DNS.
+    ``les_width``: a constant filter width instead of the default ``Delta(y)``.
     """
 
     def __init__(
@@ -179,6 +239,8 @@ class ChannelFlow:
         max_dt: float | None = None,
         device: torch.device | str | None = None,
         dtype: torch.dtype = torch.float64,
+        les: EddyViscosityModel | dict | None = None,
+        les_width: float | None = None,
     ):
         if len(shape) != 3 or min(shape) < 1 or shape[1] < 5:
             raise ConfigError("shape", f"expected (nx, ny, nz) with ny >= 5, got {shape!r}")
@@ -233,12 +295,146 @@ class ChannelFlow:
         # (M, ny, ny): interior phi -> v with v = 0 on the walls (L v = phi), independent of dt.
         self._poisson_64 = self._dirichlet_inverse(self._laplacian_64(), zero_walls=True)
         self._poisson = self._to_device(self._poisson_64)
-        self._operators: dict[float, list[dict]] = {}
+        self._operators: OrderedDict[float, list[dict]] = OrderedDict()
+        self._operator_builds = 0
         self._pressure_cache: tuple[Tensor, Tensor] | None = None
+        self._set_closure(les, les_width)
 
     @property
     def n_modes(self) -> int:
         return int(self.mode_index.numel())
+
+    @property
+    def operator_builds(self) -> int:
+        """How many times the implicit operators of a time step were built (one set per distinct ``dt``)."""
+        return self._operator_builds
+
+    # ------------------------------------------------------------------ large-eddy simulation
+    def _set_closure(self, les: EddyViscosityModel | dict | None, les_width: float | None) -> None:
+        """Check and keep the closure. ``self.les`` is the model as given (what :meth:`parameters`
+        records), ``self.closure`` the one evaluated at every substage: the same object, or for a dynamic
+        model without a test filter a copy carrying :meth:`test_filter` (its ``coefficient`` is the last
+        plane-averaged ``C``)."""
+        if isinstance(les, dict):
+            les = closure_from_config(les)
+        if les is not None and not isinstance(les, EddyViscosityModel):
+            raise ConfigError("les", f"expected an EddyViscosityModel, a closure dict or None, got {les!r}")
+        if les_width is not None and not les_width > 0:
+            raise ConfigError("les_width", f"must be positive or None, got {les_width!r}")
+        self.les = les
+        self.les_width = None if les_width is None else float(les_width)
+        self.closure = les
+        if isinstance(les, DynamicSmagorinsky):
+            if -2 in {int(d) for d in les.average_dims}:
+                raise ConfigError(
+                    "les",
+                    "the dynamic coefficient must be averaged over homogeneous x-z planes only: "
+                    "DynamicSmagorinsky(average_dims=(-3, -1))",
+                )
+            if les.test_filter is None:
+                # The user's model stays as given (and recordable); the copy carries the channel's filter.
+                self.closure = copy.copy(les)
+                self.closure.test_filter = self.test_filter
+        if les_width is not None:
+            self._width = torch.full((1, self.ny, 1), self.les_width, device=self.device, dtype=self.dtype)
+        else:
+            self._width = self.default_width()
+
+    def default_width(self) -> Float[Tensor, "1 Y 1"]:
+        """``Delta(y) = (1.5 dx dy(y) 1.5 dz)^(1/3)`` as ``(1, ny, 1)`` (broadcasts against ``(X, Y, Z)``).
+
+        ``dx = Lx / nx``, ``dz = Lz / nz``, times 3/2 for the 2/3 rule as in
+        :func:`sciml.physics.les.default_width`: the retained band ends at ``k_c = (2/3) pi / dx`` and a
+        sharp filter's width is ``pi / k_c``. ``dy(y_j) = (y_{j-1} - y_{j+1}) / 2``, half the distance
+        between the neighbouring Gauss-Lobatto points (the one-sided spacing on the walls), not dealiased
+        since ``y`` is not.
+        """
+        y = chebyshev_points(self.ny - 1)
+        spacing = np.empty(self.ny)
+        spacing[1:-1] = 0.5 * (y[:-2] - y[2:])
+        spacing[[0, -1]] = y[0] - y[1]
+        volume = (1.5 * self.lx / self.nx) * spacing * (1.5 * self.lz / self.nz)
+        return torch.from_numpy(np.cbrt(volume)).to(self.device, self.dtype).view(1, self.ny, 1)
+
+    def test_filter(self, fields: Float[Tensor, "*batch X Y Z"]) -> Float[Tensor, "*batch X Y Z"]:
+        """The dynamic model's test filter: a sharp cutoff in ``x`` and ``z`` only, at ``1 / test_ratio``
+        of the retained wavenumbers (``3 r |m| < n`` per direction instead of the 2/3 rule's
+        ``3 |m| < n``), so that its width is ``r Delta`` in the sense of :meth:`default_width`;
+        ``y`` is not filtered (Germano et al. 1991 filter only the homogeneous directions)."""
+        ratio = self.closure.test_ratio if isinstance(self.closure, DynamicSmagorinsky) else 2.0
+        spectrum = torch.fft.rfftn(fields, dim=(-3, -1))  # (..., X, Y, Z//2+1)
+        mx = torch.fft.fftfreq(self.nx, 1.0 / self.nx, device=fields.device).abs().view(-1, 1, 1)
+        mz = torch.arange(self.nzr, device=fields.device).view(1, 1, -1)
+        keep = (3.0 * ratio * mx < self.nx) & (3.0 * ratio * mz < self.nz)
+        return torch.fft.irfftn(spectrum * keep.to(fields.dtype), s=(self.nx, self.nz), dim=(-3, -1))
+
+    def wall_units(self, state: ChannelState) -> Float[Tensor, "B 1 Y 1"]:
+        """``y+ = (1 - |y|) u_tau / nu`` per flow, ``(B, 1, ny, 1)``, with ``u_tau = sqrt(tau_w)`` from the
+        current mean wall shear (both walls averaged; a negative shear counts as zero)."""
+        u_tau = torch.sqrt(self.wall_shear(state).clamp_min(0.0))  # (B,)
+        return ((1.0 - self.y.abs()) * (u_tau[:, None] / self.nu)).view(-1, 1, self.ny, 1)
+
+    def _gradient_modes(
+        self, state: ChannelState, u: Tensor, v: Tensor, w: Tensor, du_dy: Tensor, dw_dy: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """``du_i/dx_j`` as modes (B, 9, M, ny) and plane means (B, 9, ny), row-major in ``(i, j)``."""
+        dv_dy = self._dy(v)
+        dv_dy[..., [0, -1]] = 0.0  # as in velocity_modes, so that the trace (div u) is zero
+        ikx, ikz = 1j * self.kx, 1j * self.kz
+        modes = torch.stack(
+            (ikx * u, du_dy, ikz * u, ikx * v, dv_dy, ikz * v, ikx * w, dw_dy, ikz * w), dim=1
+        )
+        zero = torch.zeros_like(state.mean_u)
+        du_mean, dw_mean = state.mean_u @ self.d.T, state.mean_w @ self.d.T
+        means = torch.stack((zero, du_mean, zero, zero, zero, zero, zero, dw_mean, zero), dim=1)
+        return modes, means
+
+    def _eddy_viscosity(self, state: ChannelState, velocity: Tensor, gradient: Tensor) -> Tensor:
+        """``nu_t (B, X, Y, Z)`` from the grid velocity (B, 3, X, Y, Z) and gradient (B, 3, 3, X, Y, Z)."""
+        if isinstance(self.closure, Smagorinsky) and self.closure.wall_damped:
+            return self.closure.eddy_viscosity(
+                velocity, gradient, self._width, self.nu, y_plus=self.wall_units(state)
+            )
+        return self.closure.eddy_viscosity(velocity, gradient, self._width, self.nu)
+
+    def _sgs_stress(self, state: ChannelState, velocity: Tensor, gradient: Tensor) -> tuple[Tensor, Tensor]:
+        """``tau^d (B, 6, X, Z, ny)`` and ``nu_t (B, X, Y, Z)`` from the internal-layout velocity
+        (B, 3, X, Z, ny) and gradient (B, 9, X, Z, ny)."""
+        velocity = velocity.transpose(-1, -2)  # (B, 3, X, ny, Z)
+        gradient = gradient.unflatten(1, (3, 3)).transpose(-1, -2)  # (B, 3, 3, X, ny, Z)
+        nu_t = self._eddy_viscosity(state, velocity, gradient)  # (B, X, ny, Z)
+        return sgs_stress(nu_t, gradient).transpose(-1, -2), nu_t  # (B, 6, X, Z, ny)
+
+    def _sgs_force(self, tau_modes: Tensor, tau_mean: Tensor) -> tuple[Tensor, Tensor]:
+        """``-d tau_ij / dx_j`` as modes (B, 3, M, ny) and means (B, 3, ny) from ``tau`` (6 components
+        ``xx, yy, zz, xy, xz, yz``) as modes (B, 6, M, ny) and means (B, 6, ny)."""
+        xx, yy, zz, xy, xz, yz = tau_modes.unbind(1)
+        ikx, ikz = 1j * self.kx, 1j * self.kz
+        modes = -torch.stack(
+            (
+                ikx * xx + self._dy(xy) + ikz * xz,
+                ikx * xy + self._dy(yy) + ikz * yz,
+                ikx * xz + self._dy(yz) + ikz * zz,
+            ),
+            dim=1,
+        )
+        means = -(tau_mean[:, [3, 1, 5]] @ self.d.T)  # only d/dy acts on a plane mean: <xy>, <yy>, <yz>
+        return modes, means
+
+    def eddy_viscosity(self, state: ChannelState) -> Float[Tensor, "B X Y Z"]:
+        """The closure's ``nu_t`` on the grid, ``(B, X, Y, Z)`` (zeros without a closure)."""
+        u, v, w = self.velocity_modes(state)
+        if self.closure is None:
+            return torch.zeros(u.shape[0], self.nx, self.ny, self.nz, device=self.device, dtype=self.dtype)
+        du_dy, dw_dy = self._dy(u), self._dy(w)
+        grad_modes, grad_means = self._gradient_modes(state, u, v, w, du_dy, dw_dy)
+        means = torch.stack((state.mean_u, torch.zeros_like(state.mean_u), state.mean_w), dim=1)
+        fields = self._to_grid(
+            torch.cat((torch.stack((u, v, w), 1), grad_modes), 1), torch.cat((means, grad_means), 1)
+        )
+        velocity = fields[:, :3].transpose(-1, -2)  # (B, 3, X, ny, Z)
+        gradient = fields[:, 3:].unflatten(1, (3, 3)).transpose(-1, -2)  # (B, 3, 3, X, ny, Z)
+        return self._eddy_viscosity(state, velocity, gradient)
 
     # ------------------------------------------------------------------ operators
     def _to_device(self, matrix: Tensor) -> Tensor:
@@ -268,9 +464,11 @@ class ChannelFlow:
         ``omega_y`` and the mean profiles, and the mean response to a unit pressure gradient."""
         cached = self._operators.get(dt)
         if cached is not None:
+            self._operators.move_to_end(dt)
             return cached
-        if len(self._operators) > 8:
-            self._operators.clear()
+        if len(self._operators) >= _OPERATOR_CACHE:
+            self._operators.popitem(last=False)  # the least recently used dt
+        self._operator_builds += 1
         eye = torch.eye(self.ny, dtype=torch.float64)
         lap = self._laplacian_64()  # (M, ny, ny)
         poisson = self._poisson_64
@@ -339,32 +537,61 @@ class ChannelFlow:
         w = 1j * (self.kz * dv + self.kx * state.omega) / self.k2
         return u, v, w
 
-    def _nonlinear(self, state: ChannelState) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """``h_v, h_g (B, M, ny)``, plane-averaged ``<H> (B, 3, ny)`` and the velocity (B, 3, X, Z, ny)."""
+    def _explicit_terms(self, state: ChannelState) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None]:
+        """The explicit force ``H = u x omega`` (plus ``-d tau_ij/dx_j`` with a closure) as retained modes
+        (B, 3, M, ny) and plane means (B, 3, ny), the grid velocity (B, 3, X, Z, ny), the modes
+        ``v (B, M, ny)`` (the pressure's wall condition needs them) and ``nu_t (B, X, Y, Z)`` or None."""
         u, v, w = self.velocity_modes(state)
-        omega_x = self._dy(w) - 1j * self.kz * v
-        omega_z = 1j * self.kx * v - self._dy(u)
+        du_dy, dw_dy = self._dy(u), self._dy(w)
+        omega_x = dw_dy - 1j * self.kz * v
+        omega_z = 1j * self.kx * v - du_dy
         modes = torch.stack((u, v, w, omega_x, state.omega, omega_z), dim=1)  # (B, 6, M, ny)
         zero = torch.zeros_like(state.mean_u)
         dmean = (state.mean_u @ self.d.T, state.mean_w @ self.d.T)
         means = torch.stack(
             (state.mean_u, zero, state.mean_w, dmean[1], zero, -dmean[0]), dim=1
         )  # (B, 6, ny)
-        fields = self._to_grid(modes, means)  # (B, 6, X, Z, ny)
-        velocity, vorticity = fields[:, :3], fields[:, 3:]
+        if self.closure is None:
+            fields = self._to_grid(modes, means)  # (B, 6, X, Z, ny)
+            velocity, vorticity = fields[:, :3], fields[:, 3:]
+            cross = torch.linalg.cross(velocity, vorticity, dim=1)  # (B, 3, X, Z, ny): H = u x omega
+            h_modes, h_mean = self._from_grid(cross)
+            return h_modes, h_mean, velocity, v, None
+        grad_modes, grad_means = self._gradient_modes(state, u, v, w, du_dy, dw_dy)
+        fields = self._to_grid(torch.cat((modes, grad_modes), 1), torch.cat((means, grad_means), 1))
+        velocity, vorticity, gradient = fields[:, :3], fields[:, 3:6], fields[:, 6:]  # gradient: 9 channels
         cross = torch.linalg.cross(velocity, vorticity, dim=1)  # (B, 3, X, Z, ny): H = u x omega
-        h_modes, h_mean = self._from_grid(cross)
+        tau, nu_t = self._sgs_stress(state, velocity, gradient)  # (B, 6, X, Z, ny), (B, X, Y, Z)
+        spectra, spectra_mean = self._from_grid(torch.cat((cross, tau), 1))  # (B, 9, M, ny), (B, 9, ny)
+        force, force_mean = self._sgs_force(spectra[:, 3:], spectra_mean[:, 3:])
+        return spectra[:, :3] + force, spectra_mean[:, :3] + force_mean, velocity, v, nu_t
+
+    def _nonlinear(self, state: ChannelState) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None]:
+        """``h_v, h_g (B, M, ny)``, plane-averaged ``<H> (B, 3, ny)``, the velocity (B, 3, X, Z, ny) and
+        the eddy viscosity ``nu_t (B, X, Y, Z)`` (None without a closure)."""
+        h_modes, h_mean, velocity, _, nu_t = self._explicit_terms(state)
         hx, hy, hz = h_modes.unbind(1)
         h_v = -self._dy(1j * (self.kx * hx + self.kz * hz)) - self.k2 * hy
         h_g = 1j * (self.kz * hx - self.kx * hz)
-        return h_v, h_g, h_mean, velocity
+        return h_v, h_g, h_mean, velocity, nu_t
 
     # ------------------------------------------------------------------ time stepping
-    def _speed(self, velocity: Tensor) -> float:
-        """``max (|u|/dx + |v|/dy_j + |w|/dz)`` over the grid and the batch; velocity (B, 3, X, Z, ny)."""
+    def _speed(self, velocity: Tensor, nu_t: Tensor | None = None) -> float:
+        """``max (|u|/dx + |v|/dy_j + |w|/dz)`` over the grid and the batch; velocity (B, 3, X, Z, ny).
+
+        With a closure, at least ``max |nu_t| (kx_max^2 + 1/dy_j^2 + kz_max^2)`` (``nu_t (B, X, Y, Z)``):
+        the explicit subgrid stress is a diffusion, and the same ``cfl`` keeps ``dt nu_t k^2`` well inside
+        the real-axis stability interval of the RK3 scheme (about 2.5); an undamped eddy viscosity at the
+        wall, where ``dy_j ~ 1/N^2``, would otherwise make the run blow up.
+        """
         total = velocity[:, 0].abs() * (self.nx / self.lx)
         total = total + velocity[:, 1].abs() * self._inv_dy + velocity[:, 2].abs() * (self.nz / self.lz)
-        return float(total.amax())
+        speed = float(total.amax())
+        if nu_t is None:
+            return speed
+        wavenumbers = float(self.kx.abs().amax()) ** 2 + float(self.kz.abs().amax()) ** 2
+        rate = nu_t.abs() * (self._inv_dy.square() + wavenumbers)[:, None]  # (B, X, ny, Z)
+        return max(speed, float(rate.amax()))
 
     def _dt_limit(self, speed: float) -> float:
         dt = math.inf if speed <= 0 else self.cfl / speed
@@ -374,9 +601,20 @@ class ChannelFlow:
             raise ConfigError("max_dt", "the flow is at rest and nothing limits the time step; set max_dt")
         return dt
 
+    def _ladder_dt(self, speed: float) -> float:
+        """The CFL limit rounded down to ``2^(k / _DT_LADDER)`` for an integer ``k``, capped by ``max_dt``."""
+        limit = math.inf if speed <= 0 else self.cfl / speed
+        if math.isfinite(limit):
+            limit = 2.0 ** (math.floor(_DT_LADDER * math.log2(limit)) / _DT_LADDER)
+        if self.max_dt is not None:
+            limit = min(limit, float(self.max_dt))
+        if not math.isfinite(limit):
+            raise ConfigError("max_dt", "the flow is at rest and nothing limits the time step; set max_dt")
+        return limit
+
     def stable_dt(self, state: ChannelState) -> float:
         """The largest time step the CFL number allows (capped by ``max_dt``)."""
-        return self._dt_limit(self._speed(self._nonlinear(state)[3]))
+        return self._dt_limit(self._speed(*self._nonlinear(state)[3:]))
 
     def step(self, state: ChannelState, dt: float) -> ChannelState:
         """One three-substage Spalart-Moser-Rogers step of size ``dt``."""
@@ -389,7 +627,7 @@ class ChannelFlow:
         nu_dt = self.nu * dt
         previous = None
         for stage, ops in enumerate(operators):
-            h_v, h_g, h_mean, _ = first if (stage == 0 and first is not None) else self._nonlinear(state)
+            h_v, h_g, h_mean = (first if (stage == 0 and first is not None) else self._nonlinear(state))[:3]
             alpha, gamma, zeta = _ALPHA[stage], _GAMMA[stage], _ZETA[stage]
             lap_phi = self._apply(self.d2, state.phi) - self.k2 * state.phi
             lap_omega = self._apply(self.d2, state.omega) - self.k2 * state.omega
@@ -425,27 +663,34 @@ class ChannelFlow:
     ) -> tuple[ChannelState, int]:
         """Integrate over ``duration``; returns ``(state, steps)``.
 
-        With ``dt=None`` every step takes the CFL limit of the current flow, shortened evenly so the run
-        lands exactly on ``state.time + duration``; a given ``dt`` is used as is (the last step shortened).
+        With ``dt=None`` every step takes the CFL limit of the current flow rounded down to the geometric
+        ladder ``2^(k/8)`` (at most 9 % below the limit; ``max_dt`` caps it), so the step size, and with it
+        the cached implicit operators, changes only when the limit crosses a rung; the last one or two
+        steps share what remains so the run lands exactly on ``state.time + duration``. A given ``dt`` is
+        used as is (the last step shortened).
         """
         if not duration >= 0:
             raise ConfigError("duration", f"must be >= 0, got {duration!r}")
         end = state.time + duration
+        tolerance = 1e-12 * max(1.0, abs(end))
         steps = 0
-        while end - state.time > 1e-12 * max(1.0, abs(end)):
+        landing = None  # the step size of the one or two steps that end the run
+        while end - state.time > tolerance:
             remaining = end - state.time
             first = None
             if dt is None:
                 first = self._nonlinear(state)
-                step_dt = self._dt_limit(self._speed(first[3]))
-                # Equal steps that land exactly on the end of the interval.
-                step_dt = (
-                    remaining if step_dt >= remaining else remaining / math.ceil(remaining / step_dt - 1e-9)
-                )
+                step_dt = self._ladder_dt(self._speed(*first[3:]))
+                if landing is not None and landing <= step_dt:
+                    step_dt = landing  # the second landing step reuses the first one's operators
+                else:
+                    steps_left = math.ceil(remaining / step_dt - 1e-9)
+                    if steps_left <= 2:
+                        step_dt = landing = remaining / steps_left  # no sliver of a step at the end
             else:
                 step_dt = min(float(dt), remaining)
             state = self._step(state, step_dt, first)
-            if step_dt >= remaining:
+            if step_dt >= remaining or (landing is not None and end - state.time <= tolerance):
                 state = replace(state, time=end)
             steps += 1
             if max_steps is not None and steps >= max_steps:
@@ -510,17 +755,31 @@ class ChannelFlow:
         return replace(state, phi=state.phi * scale[:, None, None], omega=state.omega * scale[:, None, None])
 
     def regrid(self, state: ChannelState, source: ChannelFlow) -> ChannelState:
-        """``state`` of the ``source`` solver carried over to this solver's grid and box (same ``ny``).
+        """``state`` of the ``source`` solver carried over to this solver's grid and box.
 
         Each retained mode of this solver takes the source's coefficients at the same physical wavenumber
         ``(kx, kz)``; modes the source does not have start at zero. A finer grid is thus the spectral
         interpolation of the source flow, and a box ``Lx / n`` keeps the source modes periodic in it (the
         average of the flow over its ``n`` shifts). Every mode stays divergence-free and no-slip on its own.
+
+        A different ``ny`` carries ``v``, ``omega_y`` and the mean profiles by Chebyshev interpolation: the
+        source polynomial evaluated on this grid's Gauss-Lobatto points (exact when refining; when
+        coarsening to ``ny = (source.ny + 1) / 2`` it samples every second point). Walls are points of both
+        grids, so ``v = omega_y = U = W = 0`` stay there; the clamped condition ``Dv = 0``, which the
+        coarser polynomial through the samples misses by its aliasing error, is restored by adding the
+        cubics ``(1 - y^2)(1 +- y) / 4`` (zero on both walls, slope -1 / +1 on one and 0 on the other)
+        times the wall slopes. Then ``phi = (D^2 - k^2) v`` on this grid.
         """
         if source.ny != self.ny:
-            raise ConfigError(
-                "ny", f"regrid keeps the wall-normal grid: source ny {source.ny}, here {self.ny}"
+            # First the x-z modes on the source's wall-normal grid, then the wall-normal interpolation.
+            between = ChannelFlow(
+                (self.nx, source.ny, self.nz),
+                source.nu,
+                (self.lx, self.lz),
+                device=self.device,
+                dtype=self.dtype,
             )
+            return self._interpolate_wall_normal(between.regrid(state, source), between)
 
         def mode_numbers(solver: ChannelFlow, lx: float, lz: float) -> np.ndarray:
             """(M, 2): each retained mode's wavenumber in units of ``2 pi / lx``, ``2 pi / lz``."""
@@ -554,6 +813,23 @@ class ChannelFlow:
             mean_u=state.mean_u.to(self.device, self.dtype),
             mean_w=state.mean_w.to(self.device, self.dtype),
             pi=state.pi.to(self.device, self.dtype),
+            time=state.time,
+        )
+
+    def _interpolate_wall_normal(self, state: ChannelState, source: ChannelFlow) -> ChannelState:
+        """``state`` of ``source`` (same x-z modes, another ``ny``) on this grid (see :meth:`regrid`)."""
+        matrix = torch.from_numpy(chebyshev_interpolation(source.ny - 1, chebyshev_points(self.ny - 1)))
+        matrix = self._to_device(matrix)  # (ny, source ny)
+        v = self._apply(matrix, source._apply(source._poisson, state.phi))  # (B, M, ny)
+        slopes = self._apply(self.d[[0, -1]], v)  # (B, M, 2): Dv at y = +1, -1
+        y = self.y
+        v = v + slopes[..., :1] * ((1 - y**2) * (1 + y) / 4) - slopes[..., 1:] * ((1 - y**2) * (1 - y) / 4)
+        return ChannelState(
+            phi=self._apply(self.d2, v) - self.k2 * v,
+            omega=self._apply(matrix, state.omega),
+            mean_u=state.mean_u @ matrix.T,
+            mean_w=state.mean_w @ matrix.T,
+            pi=state.pi,
             time=state.time,
         )
 
@@ -602,18 +878,10 @@ class ChannelFlow:
         gives ``lap P = div H`` per Fourier mode, ``(D^2 - k^2) P = i kx H_x + D H_y + i kz H_z``, with the
         wall-normal momentum equation at the walls as the Neumann condition ``D P = H_y + nu D^2 v``
         (``k^2 v = 0`` there). The plane mean obeys ``dP/dy = <H_y>``. The gauge makes the volume average
-        of ``p`` zero.
+        of ``p`` zero. With a closure ``H`` includes ``-d tau^d_ij/dx_j``, so ``p`` is the usual LES modified
+        pressure ``p + tau_kk / 3`` (the closures model only the deviatoric stress).
         """
-        u, v, w = self.velocity_modes(state)
-        omega_x = self._dy(w) - 1j * self.kz * v
-        omega_z = 1j * self.kx * v - self._dy(u)
-        zero = torch.zeros_like(state.mean_u)
-        dmean = (state.mean_u @ self.d.T, state.mean_w @ self.d.T)
-        modes = torch.stack((u, v, w, omega_x, state.omega, omega_z), dim=1)  # (B, 6, M, ny)
-        means = torch.stack((state.mean_u, zero, state.mean_w, dmean[1], zero, -dmean[0]), dim=1)
-        fields = self._to_grid(modes, means)  # (B, 6, X, Z, ny)
-        velocity = fields[:, :3]
-        h_modes, h_mean = self._from_grid(torch.linalg.cross(velocity, fields[:, 3:], dim=1))
+        h_modes, h_mean, velocity, v, _ = self._explicit_terms(state)
         hx, hy, hz = h_modes.unbind(1)  # (B, M, ny)
         rhs = 1j * (self.kx * hx + self.kz * hz) + self._dy(hy)
         rhs[..., [0, -1]] = hy[..., [0, -1]] + self.nu * self._apply(self.d2, v)[..., [0, -1]]
@@ -660,6 +928,9 @@ class ChannelFlow:
 
     # ------------------------------------------------------------------ save / restart
     def parameters(self) -> dict:
+        """The constructor arguments (but device and dtype); the closure as
+        :func:`~sciml.physics.les.closure_config` records it, which raises :class:`ConfigError` for a
+        closure a dict cannot describe (a fixed ``y_plus`` tensor, a custom dynamic test filter)."""
         return {
             "shape": (self.nx, self.ny, self.nz),
             "lengths": (self.lx, self.lz),
@@ -669,10 +940,13 @@ class ChannelFlow:
             "bulk_velocity": self.bulk_target,
             "cfl": self.cfl,
             "max_dt": self.max_dt,
+            "les": closure_config(self.les),
+            "les_width": self.les_width,
         }
 
     def save(self, state: ChannelState, path: str | Path) -> None:
-        """Write the state and the solver parameters atomically (``torch.save`` of a dict of tensors)."""
+        """Write the state and the solver parameters atomically (``torch.save`` of a dict of tensors), the
+        closure included, so that :meth:`load` continues with the same LES."""
         payload = {
             "phi": state.phi.cpu(),
             "omega": state.omega.cpu(),

@@ -12,6 +12,8 @@ tensor broadcasting against the grid ``(X, Y, Z)`` (e.g. ``(1, Y, 1)`` for a str
   appropriate for isotropic turbulence; near walls ``C_s ~ 0.1`` is common and ``|S|`` must be damped:
   :func:`van_driest_damping` multiplies ``nu_t`` by ``(1 - exp(-y+/A+))^2`` with ``A+ = 26``
   (van Driest 1956, J. Aeronaut. Sci. 23, 1007), i.e. damps the length ``C_s Delta`` like a mixing length.
+  ``y+`` is either fixed (``y_plus``) or, with ``wall_damped=True``, supplied by the solver at each call
+  (the channel solver computes it from the current wall shear).
 * :class:`DynamicSmagorinsky` (Germano, Piomelli, Moin & Cabot 1991, Phys. Fluids A 3, 1760, with the
   least-squares contraction of Lilly 1992, Phys. Fluids A 4, 633): ``nu_t = C Delta^2 |S|`` (``C`` plays
   ``C_s^2``) with, for a test filter ``^`` of width ``alpha Delta`` (``alpha = 2``),
@@ -37,7 +39,9 @@ tensor broadcasting against the grid ``(X, Y, Z)`` (e.g. ``(1, Y, 1)`` for a str
 * :class:`NoModel`: ``nu_t = 0`` (under-resolved DNS, the baseline for the other models).
 
 For the periodic solver, :func:`sgs_stress` gives ``tau^d_ij`` and the solver adds ``-d tau_ij / dx_j`` to
-the right-hand side (see :class:`sciml.physics.navier_stokes.NavierStokes3D`, argument ``les``).
+the right-hand side (see :class:`sciml.physics.navier_stokes.NavierStokes3D`, argument ``les``); the channel
+solver does the same (:class:`sciml.physics.channel.ChannelFlow`, argument ``les``).
+:func:`closure_config` / :func:`closure_from_config` turn a model into a plain dict and back, for checkpoints.
 
 Tensor layout: gradients ``(..., 3, 3, X, Y, Z)`` with ``grad[..., i, j] = du_i/dx_j``; symmetric tensors
 are stored as 6 components ``(xx, yy, zz, xy, xz, yz)`` along one axis, ``(..., 6, X, Y, Z)``.
@@ -150,10 +154,21 @@ class NoModel(EddyViscosityModel):
 
 
 class Smagorinsky(EddyViscosityModel):
-    """``nu_t = (C_s Delta)^2 |S|``, times the van Driest factor when ``y_plus`` (broadcasting against
-    ``(X, Y, Z)``, e.g. ``(1, Y, 1)``) is given."""
+    """``nu_t = (C_s Delta)^2 |S|``, times the van Driest factor when a wall distance in wall units is known.
 
-    def __init__(self, c_s: float = 0.17, y_plus: Tensor | None = None, a_plus: float = 26.0):
+    ``y_plus`` (broadcasting against ``(X, Y, Z)``, e.g. ``(1, Y, 1)``) fixes that distance once;
+    ``wall_damped=True`` asks the solver for it instead at every call (``eddy_viscosity(..., y_plus=)``),
+    which :class:`sciml.physics.channel.ChannelFlow` computes from the current wall shear. A ``y_plus``
+    passed to :meth:`eddy_viscosity` takes precedence over the stored one.
+    """
+
+    def __init__(
+        self,
+        c_s: float = 0.17,
+        y_plus: Tensor | None = None,
+        a_plus: float = 26.0,
+        wall_damped: bool = False,
+    ):
         if not c_s >= 0:
             raise ConfigError("c_s", f"must be >= 0, got {c_s!r}")
         if not a_plus > 0:
@@ -161,12 +176,19 @@ class Smagorinsky(EddyViscosityModel):
         self.c_s = float(c_s)
         self.y_plus = y_plus
         self.a_plus = float(a_plus)
+        self.wall_damped = bool(wall_damped)
 
-    def eddy_viscosity(self, u, grad, width, nu=0.0):
+    def eddy_viscosity(self, u, grad, width, nu=0.0, y_plus: Tensor | None = None):
+        if y_plus is None:
+            y_plus = self.y_plus
+        if y_plus is None and self.wall_damped:
+            raise ConfigError(
+                "wall_damped", "van Driest damping needs y_plus from the solver (a wall-bounded flow)"
+            )
         magnitude = strain_magnitude(strain_rate(grad))
         nu_t = magnitude * (_width_squared(width, magnitude) * self.c_s**2)
-        if self.y_plus is not None:
-            nu_t = nu_t * van_driest_damping(self.y_plus.to(nu_t.dtype), self.a_plus)
+        if y_plus is not None:
+            nu_t = nu_t * van_driest_damping(y_plus.to(nu_t.dtype), self.a_plus)
         return nu_t
 
 
@@ -300,6 +322,56 @@ class DynamicSmagorinsky(EddyViscosityModel):
         self.coefficient = coefficient
         nu_t = coefficient * _width_squared(width, magnitude) * magnitude
         return nu_t.clamp_min(-float(nu))
+
+
+def closure_config(model: EddyViscosityModel | None) -> dict | None:
+    """A plain dict that :func:`closure_from_config` turns back into an equal model (for checkpoints).
+
+    Only what a dict can say is recorded: a Smagorinsky model with a fixed ``y_plus`` tensor or a dynamic
+    model with its own ``test_filter`` (a callable) raises :class:`ConfigError`; so does an unknown model.
+    """
+    if model is None:
+        return None
+    if type(model) is NoModel:
+        return {"name": "none"}
+    if type(model) is Smagorinsky:
+        if model.y_plus is not None:
+            raise ConfigError("les", "a Smagorinsky model with a fixed y_plus tensor cannot be recorded")
+        return {
+            "name": "smagorinsky",
+            "c_s": model.c_s,
+            "a_plus": model.a_plus,
+            "wall_damped": model.wall_damped,
+        }
+    if type(model) is WALE:
+        return {"name": "wale", "c_w": model.c_w}
+    if type(model) is DynamicSmagorinsky:
+        if model.test_filter is not None:
+            raise ConfigError("les", "a dynamic model with its own test_filter cannot be recorded")
+        return {
+            "name": "dynamic",
+            "test_ratio": model.test_ratio,
+            "average_dims": list(model.average_dims),
+            "lengths": list(model.lengths),
+        }
+    raise ConfigError("les", f"cannot record a {type(model).__name__} closure")
+
+
+def closure_from_config(config: dict | None) -> EddyViscosityModel | None:
+    """The model :func:`closure_config` recorded."""
+    if config is None:
+        return None
+    arguments = {key: value for key, value in config.items() if key != "name"}
+    name = config.get("name")
+    if name == "none":
+        return NoModel()
+    if name == "smagorinsky":
+        return Smagorinsky(**arguments)
+    if name == "wale":
+        return WALE(**arguments)
+    if name == "dynamic":
+        return DynamicSmagorinsky(**arguments)
+    raise ConfigError("les", f"unknown closure {name!r} (expected none, smagorinsky, wale or dynamic)")
 
 
 def default_width(spacing: Sequence[float], dealias: bool) -> float:

@@ -197,6 +197,24 @@ def test_cfl_time_step():
     assert steps == math.ceil(1.0 / expected) and end.time == 1.0
 
 
+def test_cfl_steps_reuse_the_implicit_operators_and_land_on_the_end_time():
+    """The CFL step is quantised to the ladder 2^(k/8): the operators are built once per rung the run
+    visits and once per landing, not at every step as an exact CFL step would need."""
+    solver = _small()
+    state, steps = solver.advance(_seeded(solver, amplitude=0.4), 3.0)
+    assert state.time == 3.0
+    assert steps >= 20 and solver.operator_builds <= 3
+    builds, chunks = solver.operator_builds, 6
+    for _ in range(chunks):
+        target = state.time + 0.37
+        state, _ = solver.advance(state, 0.37)
+        assert state.time == target
+    assert solver.operator_builds - builds <= chunks + 1  # the landing steps, and a rung or so
+    limit = solver.stable_dt(state)
+    rung = 2.0 ** (math.floor(8 * math.log2(limit)) / 8)
+    assert limit / 2 ** (1 / 8) < rung <= limit
+
+
 def test_save_and_restart_continue_bit_for_bit(tmp_path):
     solver = _small(driving="flow_rate")
     state, _ = solver.advance(_seeded(solver), 0.5, dt=0.05)
@@ -227,8 +245,33 @@ def test_regrid_interpolates_spectrally_and_halving_the_box_keeps_its_periodic_p
     # the coarse grid's 2/3 rule drops |mx| >= 4; the half box's drops |mx'| >= 2, i.e. |mx| >= 4 too
     assert torch.allclose(half.velocity(half.regrid(state, coarse)), expected, atol=1e-12)
     assert half.divergence(half.velocity(half.regrid(state, coarse))).abs().max() < 1e-10
-    with pytest.raises(ConfigError, match="ny"):
-        ChannelFlow((12, 21, 12), nu=coarse.nu).regrid(state, coarse)
+
+
+def test_regrid_changes_ny_by_chebyshev_interpolation_keeping_the_wall_conditions():
+    fine = ChannelFlow((12, 33, 12), nu=1 / 200, lengths=(2 * math.pi, math.pi))
+    coarse = ChannelFlow((12, 17, 12), nu=fine.nu, lengths=(fine.lx, fine.lz))
+    # perturbed_state's v = (1 - y^2)^2 p and omega = (1 - y^2) q have degrees 11 and 9 < 16: both grids
+    # hold them exactly, so coarsening samples every second point and refining gives the points back.
+    simple = _seeded(fine)
+    carried = coarse.regrid(simple, fine)
+    assert torch.allclose(coarse.velocity(carried), fine.velocity(simple)[:, :, :, ::2], atol=1e-12)
+    back = fine.regrid(carried, coarse)
+    assert torch.allclose(back.phi, simple.phi, atol=1e-10) and torch.allclose(back.mean_u, simple.mean_u)
+    # A developed flow has degrees beyond the coarse grid: the polynomial through the samples misses
+    # Dv = 0 at the walls unless it is corrected; the carried state must still be clamped and solenoidal.
+    developed, _ = fine.advance(_seeded(fine, amplitude=0.8), 1.0)
+    state = coarse.regrid(developed, fine)
+    v = coarse.velocity_modes(state)[1]
+    sampled = fine.velocity_modes(developed)[1][..., ::2]
+    assert coarse._dy(sampled)[..., [0, -1]].abs().max() > 1e-6  # what the correction has to remove
+    assert coarse._dy(v)[..., [0, -1]].abs().max() < 1e-10 * v.abs().max()
+    velocity = coarse.velocity(state)
+    assert coarse.divergence(velocity).abs().max() < 1e-10
+    assert torch.equal(velocity[:, :, :, [0, -1]], torch.zeros_like(velocity[:, :, :, [0, -1]]))
+    # omega_y and the means are samples; v is one up to the cubic correction, of the size of that slope.
+    assert torch.allclose(state.omega, developed.omega[..., ::2], atol=1e-12)
+    assert torch.allclose(state.mean_u, developed.mean_u[:, ::2], atol=1e-12)
+    assert (v - sampled).abs().max() < coarse._dy(sampled)[..., [0, -1]].abs().max()
 
 
 def _fourier_derivative(field, length, dim):

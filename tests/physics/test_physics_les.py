@@ -12,6 +12,8 @@ from sciml.physics.les import (
     NoModel,
     Smagorinsky,
     SpectralCutoff,
+    closure_config,
+    closure_from_config,
     default_width,
     germano_coefficient,
     sgs_stress,
@@ -136,6 +138,43 @@ def test_van_driest_damping():
     grad[0, 1] = 2.0
     nu_t = Smagorinsky(c_s=0.1, y_plus=y_plus).eddy_viscosity(None, grad, WIDTH)
     assert torch.allclose(nu_t, ((0.1 * WIDTH) ** 2 * 2.0 * damping).expand(2, 4, 3))
+
+
+def test_van_driest_wall_distance_from_the_solver_takes_precedence_and_is_required_when_asked_for():
+    y_plus = torch.tensor([0.0, 5.0, 26.0, 1e3], dtype=torch.float64).view(1, 4, 1)
+    grad = torch.zeros(3, 3, 2, 4, 3, dtype=torch.float64)
+    grad[0, 1] = 2.0
+    fixed = Smagorinsky(c_s=0.1, y_plus=torch.full((1, 4, 1), 1e6, dtype=torch.float64))
+    passed = fixed.eddy_viscosity(None, grad, WIDTH, y_plus=y_plus)
+    assert torch.allclose(passed, ((0.1 * WIDTH) ** 2 * 2.0 * van_driest_damping(y_plus)).expand(2, 4, 3))
+    with pytest.raises(ConfigError, match="wall_damped"):
+        Smagorinsky(wall_damped=True).eddy_viscosity(None, grad, WIDTH)
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        NoModel(),
+        Smagorinsky(c_s=0.12, a_plus=25.0, wall_damped=True),
+        WALE(c_w=0.5),
+        DynamicSmagorinsky(test_ratio=3.0, average_dims=(-3, -1), lengths=(1.0, 2.0, 3.0)),
+    ],
+)
+def test_closure_config_round_trip(model):
+    config = closure_config(model)
+    rebuilt = closure_from_config(config)
+    assert type(rebuilt) is type(model) and closure_config(rebuilt) == config
+    assert vars(rebuilt) == vars(model)
+    assert closure_config(None) is None and closure_from_config(None) is None
+
+
+def test_closures_a_config_cannot_describe_are_named():
+    with pytest.raises(ConfigError, match="y_plus"):
+        closure_config(Smagorinsky(y_plus=torch.ones(1, 4, 1)))
+    with pytest.raises(ConfigError, match="test_filter"):
+        closure_config(DynamicSmagorinsky(test_filter=_xz_cutoff(1)))
+    with pytest.raises(ConfigError, match="les"):
+        closure_from_config({"name": "vreman"})
 
 
 def test_germano_coefficient_recovers_a_known_coefficient_per_plane():
