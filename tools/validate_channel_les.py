@@ -39,7 +39,7 @@ from validate_channel import PEAKS, REFERENCE, compare, read_reference
 
 from sciml.core.atomic import atomic_path, write_text_atomic
 from sciml.core.errors import ConfigError
-from sciml.physics.channel import ChannelFlow
+from sciml.physics.channel import ChannelFlow, wall_parallel_cutoff
 from sciml.physics.channel_statistics import ChannelProfiles, ChannelStatisticsAccumulator
 from sciml.physics.les import WALE, DynamicSmagorinsky, NoModel, Smagorinsky
 
@@ -83,18 +83,8 @@ def closure(name: str, c_s: float):
 def filtered_velocity(dns: ChannelFlow, state, les: ChannelFlow) -> torch.Tensor:
     """The DNS velocity seen on the LES grid, (B, 3, nx, ny, nz): the Fourier modes the LES retains (its
     2/3 rule, a sharp cutoff) and every ``(dns.ny - 1) / (les.ny - 1)``-th Gauss-Lobatto point."""
-    stride = (dns.ny - 1) // (les.ny - 1)
-    fine = dns.velocity(state).double()  # (B, 3, X, Y, Z)
-    spectrum = torch.fft.rfftn(fine, dim=(-3, -1), norm="forward")  # (B, 3, X, Y, Z//2+1)
-    mx = np.rint(np.fft.fftfreq(les.nx, 1.0 / les.nx)).astype(int)
-    kept_x = np.flatnonzero(3 * np.abs(mx) < les.nx)
-    kept_z = (les.nz - 1) // 3 + 1  # mz = 0 .. kept_z - 1 satisfy 3 mz < nz
-    # The same box: mode number m sits at index m mod n of either grid.
-    source_x = torch.from_numpy(np.mod(mx[kept_x], dns.nx))
-    coarse = spectrum.new_zeros(*spectrum.shape[:2], les.nx, dns.ny, les.nz // 2 + 1)
-    coarse[:, :, torch.from_numpy(kept_x), :, :kept_z] = spectrum[:, :, source_x, :, :kept_z]
-    grid = torch.fft.irfftn(coarse, s=(les.nx, les.nz), dim=(-3, -1), norm="forward")
-    return grid[:, :, :, ::stride, :]
+    retained = ((les.nx - 1) // 3, (les.nz - 1) // 3)  # 3 |m| < n
+    return wall_parallel_cutoff(dns.velocity(state).double(), (les.nx, les.ny, les.nz), retained)
 
 
 def les_solver(name: str, args, dns: ChannelFlow) -> ChannelFlow:

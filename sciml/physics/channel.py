@@ -166,6 +166,32 @@ def clenshaw_curtis_weights(n: int) -> np.ndarray:
     return np.linalg.solve(vandermonde, moments)
 
 
+def wall_parallel_cutoff(
+    field: Float[Tensor, "*batch X Y Z"], shape: tuple[int, int, int], max_modes: tuple[int, int]
+) -> Float[Tensor, "*batch x y z"]:
+    """A channel field on a coarser grid ``shape = (nx, ny, nz)`` of the same box (solver layout, ``y``
+    descending): a sharp spectral cutoff to the Fourier modes ``|m_x| <= max_modes[0]``,
+    ``|m_z| <= max_modes[1]`` evaluated on the coarse nodes ``x_i = i Lx / nx``, ``z_k = k Lz / nz``, and
+    every ``(Y - 1) / (ny - 1)``-th Gauss-Lobatto point in ``y`` (no filter there: those points are points
+    of the fine grid). The kept modes must be modes of both grids (``2 max + 1 <= n``)."""
+    fine_x, fine_y, fine_z = field.shape[-3:]
+    nx, ny, nz = shape
+    keep_x, keep_z = max_modes
+    if (fine_y - 1) % (ny - 1) or not (2 * keep_x < min(nx, fine_x) and 2 * keep_z < min(nz, fine_z)):
+        raise ConfigError(
+            "shape",
+            f"cannot cut {tuple(field.shape[-3:])} to {tuple(shape)} keeping |m| <= {tuple(max_modes)}: "
+            "ny - 1 must divide the fine grid's and each kept band must fit both grids",
+        )
+    sampled = field[..., :: (fine_y - 1) // (ny - 1), :]  # (..., X, ny, Z)
+    spectrum = torch.fft.fft(torch.fft.rfft(sampled, dim=-1, norm="forward"), dim=-3, norm="forward")
+    coarse = spectrum.new_zeros(*spectrum.shape[:-3], nx, ny, nz // 2 + 1)  # mode m at index m mod n
+    coarse[..., : keep_x + 1, :, : keep_z + 1] = spectrum[..., : keep_x + 1, :, : keep_z + 1]
+    if keep_x > 0:
+        coarse[..., -keep_x:, :, : keep_z + 1] = spectrum[..., -keep_x:, :, : keep_z + 1]
+    return torch.fft.irfft(torch.fft.ifft(coarse, dim=-3, norm="forward"), n=nz, dim=-1, norm="forward")
+
+
 def orr_sommerfeld_eigen(alpha: float, re: float, n: int) -> tuple[complex, np.ndarray, np.ndarray]:
     """Least stable Orr-Sommerfeld mode of plane Poiseuille flow ``U = 1 - y^2``.
 

@@ -1,6 +1,8 @@
 """LES closures in the channel solver (sciml.physics.channel.ChannelFlow, argument ``les``)."""
 
+import importlib
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -214,3 +216,44 @@ def test_closures_a_checkpoint_cannot_describe_and_bad_arguments_are_named():
         _solver("smagorinsky")
     with pytest.raises(ConfigError, match="les_width"):
         _solver(WALE(), les_width=0.0)
+
+
+def _channel_les_tool(monkeypatch):
+    tools = Path(__file__).resolve().parents[2] / "tools"
+    monkeypatch.syspath_prepend(str(tools))  # the tool imports validate_channel from beside it
+    return importlib.import_module("validate_channel_les")
+
+
+def test_the_filtered_dns_is_what_an_exact_les_holds_on_its_grid(monkeypatch):
+    """Known answer: the DNS carried to the LES grid by ``regrid`` (the modes the LES retains) and
+    evaluated there is the tool's filtered DNS; a coarser wall-normal grid takes every second point."""
+    tool = _channel_les_tool(monkeypatch)
+    dns = ChannelFlow((16, 17, 16), nu=NU, lengths=LENGTHS)
+    state, _ = dns.advance(_perturbed(dns, amplitude=0.8), 0.5)
+    les = ChannelFlow((8, 17, 8), nu=NU, lengths=LENGTHS)
+    filtered = tool.filtered_velocity(dns, state, les)
+    assert torch.allclose(filtered, les.velocity(les.regrid(state, dns)), atol=1e-12)
+    assert (filtered - dns.velocity(state)[:, :, ::2, :, ::2]).abs().max() > 1e-3  # it filters
+    half = ChannelFlow((8, 9, 8), nu=NU, lengths=LENGTHS)
+    np.testing.assert_allclose(tool.filtered_velocity(dns, state, half), filtered[:, :, :, ::2], atol=1e-14)
+
+
+def test_validate_channel_les_scores_an_exact_les_zero(monkeypatch, tmp_path):
+    """With no LES time and the DNS's own wall-normal grid the no-model LES is the filtered DNS sample
+    itself: zero U+ error against it, and equal Re_tau and peaks; a later DNS sample would not be."""
+    tool = _channel_les_tool(monkeypatch)
+    dns = ChannelFlow(
+        (16, 17, 12), nu=1 / 180, lengths=LENGTHS, driving="pressure_gradient", pressure_gradient=1.0
+    )
+    state, _ = dns.advance(_perturbed(dns, amplitude=0.8), 0.2)
+    dns.save(state, tmp_path / "state.pt")
+    common = ["--dns-state", str(tmp_path / "state.pt"), "--les-grid", "8", "17", "8", "--models", "none"]
+    common += ["--les-spin-up", "0", "--les-time", "0", "--sample-interval", "0.05", "--dns-dtype", "float64"]
+    summaries = tool.main([*common, "--dns-time", "0", "--out", str(tmp_path / "exact")])
+    exact, target = summaries["none"], summaries["filtered DNS"]
+    assert exact["u_plus_error_vs_filtered"] < 1e-12
+    for key in ("re_tau", "u_rms_peak", "v_rms_peak", "reynolds_shear_peak"):
+        assert exact[key] == pytest.approx(target[key], rel=1e-10)
+    assert (tmp_path / "exact" / "results.md").is_file() and (tmp_path / "exact" / "profiles.png").is_file()
+    later = tool.main([*common, "--dns-time", "0.1", "--out", str(tmp_path / "later")])
+    assert later["none"]["u_plus_error_vs_filtered"] > 1e-6
