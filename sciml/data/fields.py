@@ -506,7 +506,7 @@ class FieldDataModule(pl.LightningDataModule):
         else:
             from sciml.data.generate import generate_for_path, planned_outputs
 
-            outputs = planned_outputs(self.path, hp.generator_args or {})
+            outputs = planned_outputs(self.path, hp.generator_args or {}, hp.generator)
             missing = [target.name for target in outputs.values() if not target.exists()]
             foreign = self._generation_leftovers(outputs)
             if missing and not foreign:

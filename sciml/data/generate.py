@@ -1,4 +1,4 @@
-"""Make the embedded turbulence dataset: filtered forced homogeneous isotropic turbulence.
+"""Make the embedded field datasets: filtered forced isotropic turbulence and filtered channel flow.
 
 ``python -m sciml.data.generate --out data/turbulence`` runs :func:`sciml.physics.hit.simulate_forced_hit`
 (pseudo-spectral DNS of forced HIT, filtered to the LES grid) and writes the same trajectories twice:
@@ -9,6 +9,10 @@ generation that was interrupted between the two writes.
 
 The defaults below make the embedded default dataset of ``configs/turbulence.yaml``; they are chosen to
 finish within about 3 minutes on 2 CPU cores (see datasets/turbulence/README.md for the measurement).
+
+:func:`make_channel_dataset` (generator ``channel``, ``configs/channel.yaml``) writes filtered turbulent
+channel flow the same way; its simulation lives in :mod:`sciml.data.channel_dataset`, whose command line
+(``python -m sciml.data.channel_dataset dataset --out data/channel``) makes it outside a data module.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ from sciml.data.formats.zarr_store import write_zarr
 
 DATASET_NAME = "forced_hit_les"
 DEFAULT_STEM = "turbulence"
+CHANNEL_DATASET_NAME = "channel_re180_filtered"
+CHANNEL_STEM = "channel"
 FORMATS = ("hdf5", "zarr")
 
 #: Simulation settings of the embedded default dataset (arguments of simulate_forced_hit; ``nu=None``
@@ -102,10 +108,58 @@ def make_turbulence_dataset(
     return written
 
 
+def make_channel_dataset(
+    out: str | Path,
+    *,
+    name: str = CHANNEL_STEM,
+    formats: Sequence[str] = FORMATS,
+    hdf5_suffix: str = ".h5",
+    progress: Callable[..., Any] | None = None,
+    device: str = "cpu",
+    **simulation: Any,
+) -> dict[str, Path]:
+    """Simulate filtered turbulent channel flow and write ``out/<name>.h5`` and/or ``out/<name>.zarr``.
+
+    ``simulation`` overrides the defaults of :func:`sciml.data.channel_dataset.simulate_channel`. Both
+    files hold ``velocity`` (3 components) and ``pressure`` on the coarse grid, ``WALL`` boundaries in ``y``
+    and its Gauss-Lobatto coordinates (ascending) in ``dimensions``. Returns the written paths by format.
+    """
+    from sciml.data.channel_dataset import simulate_channel
+
+    targets = output_paths(out, name, formats, hdf5_suffix)
+    accepted = set(inspect.signature(simulate_channel).parameters) - {"progress", "device"}
+    unknown = set(simulation) - accepted
+    if unknown:
+        raise ConfigError("generator_args", f"unknown keys {sorted(unknown)}; known: {sorted(accepted)}")
+    sim = simulate_channel(**simulation, device=device, progress=progress)
+    common = {
+        "time": sim.time,
+        "coords": sim.coords,
+        "dataset_name": CHANNEL_DATASET_NAME,
+        "parameters": sim.parameters,
+        "scalars": {"nu": float(sim.parameters["nu"])},
+        "boundary_conditions": {"x": "periodic", "y": "wall", "z": "periodic"},
+        "attrs": sim.statistics,
+    }
+    written: dict[str, Path] = {}
+    if "hdf5" in targets:
+        written["hdf5"] = write_well(
+            targets["hdf5"],
+            t0_fields={"pressure": sim.pressure},
+            t1_fields={"velocity": sim.velocity},
+            **common,
+        )
+    if "zarr" in targets:
+        written["zarr"] = write_zarr(
+            targets["zarr"], fields={"velocity": sim.velocity, "pressure": sim.pressure}, **common
+        )
+    return written
+
+
 def output_paths(
     out: str | Path, name: str = DEFAULT_STEM, formats: Sequence[str] = FORMATS, hdf5_suffix: str = ".h5"
 ) -> dict[str, Path]:
-    """What :func:`make_turbulence_dataset` writes for these arguments, by format."""
+    """What a generator writes for these arguments, by format."""
     for fmt in formats:
         if fmt not in FORMATS:
             raise ConfigError("formats", f"must name 'hdf5' and/or 'zarr', got {fmt!r}")
@@ -115,8 +169,13 @@ def output_paths(
     return {fmt: Path(out) / f"{name}{suffixes[fmt]}" for fmt in formats}
 
 
-#: Generators a FieldDataModule can name in its config (``generator: forced_hit``).
-GENERATORS: dict[str, Callable[..., dict[str, Path]]] = {"forced_hit": make_turbulence_dataset}
+#: Generators a FieldDataModule can name in its config (``generator: forced_hit``), and the file stem each
+#: uses in a directory when ``generator_args`` names none.
+GENERATORS: dict[str, Callable[..., dict[str, Path]]] = {
+    "forced_hit": make_turbulence_dataset,
+    "channel": make_channel_dataset,
+}
+DEFAULT_STEMS = {"forced_hit": DEFAULT_STEM, "channel": CHANNEL_STEM}
 
 
 def generate_for_path(path: str | Path, generator: str, generator_args: dict[str, Any]) -> Path:
@@ -129,7 +188,7 @@ def generate_for_path(path: str | Path, generator: str, generator_args: dict[str
     if generator not in GENERATORS:
         raise ConfigError("generator", f"unknown generator {generator!r}; built-in: {', '.join(GENERATORS)}")
     path = Path(path)
-    args = _arguments_for(path, generator_args)
+    args = _arguments_for(path, generator_args, generator)
     missing = [fmt for fmt, target in output_paths(**args).items() if not target.exists()]
     if missing:
         with _ProgressBar(f"generating {generator} dataset -> {path}") as progress:
@@ -137,19 +196,28 @@ def generate_for_path(path: str | Path, generator: str, generator_args: dict[str
     return path
 
 
-def planned_outputs(path: str | Path, generator_args: dict[str, Any]) -> dict[str, Path]:
-    """The files or stores :func:`generate_for_path` writes for the field source ``path``, by format."""
-    return output_paths(**_arguments_for(Path(path), generator_args))
+def planned_outputs(
+    path: str | Path, generator_args: dict[str, Any], generator: str = "forced_hit"
+) -> dict[str, Path]:
+    """The files or stores :func:`generate_for_path` writes for the field source ``path``, by format.
+
+    ``generator`` decides the file stem in a directory ``path`` whose ``generator_args`` name none.
+    """
+    return output_paths(**_arguments_for(Path(path), generator_args, generator))
 
 
-def _arguments_for(path: Path, generator_args: dict[str, Any]) -> dict[str, Any]:
-    """The output arguments of :func:`make_turbulence_dataset` that make the field source ``path``."""
+def _arguments_for(path: Path, generator_args: dict[str, Any], generator: str) -> dict[str, Any]:
+    """The output arguments of a generator that make the field source ``path``."""
     if path.suffix in WELL_SUFFIXES:
         return {"out": path.parent, "name": path.stem, "formats": ("hdf5",), "hdf5_suffix": path.suffix}
     if path.suffix == ZARR_SUFFIX:
         return {"out": path.parent, "name": path.stem, "formats": ("zarr",)}
     keys = ("name", "formats", "hdf5_suffix")
-    return {"out": path, **{key: generator_args[key] for key in keys if key in generator_args}}
+    return {
+        "out": path,
+        "name": DEFAULT_STEMS.get(generator, DEFAULT_STEM),
+        **{key: generator_args[key] for key in keys if key in generator_args},
+    }
 
 
 class _ProgressBar:
