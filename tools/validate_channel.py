@@ -12,8 +12,8 @@ It starts from the reference mean profile plus seeded divergence-free perturbati
 ``--amplitude`` (``ChannelFlow.perturbed_state``), spins up for ``--spin-up`` and then samples the velocity
 every ``--sample-interval`` for ``--averaging`` into a
 :class:`~sciml.physics.channel_statistics.ChannelStatisticsAccumulator` (averaged over x, z, both halves
-and time). Each interval is integrated in equal steps: ``--dt``, or the CFL limit at its start
-(``--cfl``), rounded down to divide the interval (see :func:`advance_chunk`).
+and time). Each interval is integrated by ``ChannelFlow.advance``: steps of ``--dt``, or the CFL step
+(``--cfl``) rounded down to the solver's geometric ladder, so that the implicit operators are reused.
 
 Every ``--checkpoint-every`` (and at the end) ``OUT/checkpoint/`` is replaced atomically by the solver state
 (``state.pt``), the statistics (``statistics.pt``) and the run schedule (``run.json``); ``--restart
@@ -209,26 +209,6 @@ def _carried_over(solver: ChannelFlow, args, reference: dict) -> ChannelFlow:
     return ChannelFlow(**parameters, device=solver.device, dtype=solver.dtype)
 
 
-def advance_chunk(solver: ChannelFlow, state, target: float, fixed_dt: float | None):
-    """Advance to ``target`` in ``n`` equal steps: ``--dt`` or the CFL limit, rounded down to ``chunk / n``.
-
-    Not ``ChannelFlow.advance(dt=None)``: it recomputes the step size every step, and every new ``dt``
-    (down to its last bit) rebuilds the cached implicit operators, about three steps' work at 64 x 65 x 64.
-    Equal chunks give the same few values ``chunk / n``, which the solver's operator cache keeps.
-    """
-    duration = target - state.time
-    if duration <= 1e-12 * max(1.0, abs(target)):
-        return state, 0
-    limit = solver.stable_dt(state) if fixed_dt is None else fixed_dt
-    steps = math.ceil(duration / limit - 1e-9)
-    dt = duration / steps
-    for _ in range(steps):
-        state = solver.step(state, dt)
-    if not bool(torch.isfinite(state.mean_u).all() and torch.isfinite(torch.view_as_real(state.phi)).all()):
-        raise FloatingPointError(f"the solution blew up before t = {target:g}; lower --cfl or --dt")
-    return replace(state, time=target), steps
-
-
 # ---------------------------------------------------------------------- comparison
 def compare(profiles: ChannelProfiles, reference: dict) -> dict:
     """Errors of the profiles against the reference (interpolated to the reference ``y+``)."""
@@ -391,7 +371,7 @@ def _run(args, reference: dict, dtype: torch.dtype) -> dict:
             if next_sample > end + 1e-9 * max(1.0, end):
                 break
             target = min(state.time + interval, next_sample) if state.time < next_sample else next_sample
-            state, steps = advance_chunk(solver, state, target, args.dt)
+            state, steps = solver.advance(state, max(target - state.time, 0.0), dt=args.dt)
             total_steps += steps
             if abs(state.time - next_sample) <= 1e-9 * max(1.0, next_sample):
                 accumulator.update(solver.velocity(state))
