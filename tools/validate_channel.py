@@ -21,8 +21,9 @@ OUT/checkpoint`` resumes there (``--averaging`` may grow), and ``--restart state
 ``ChannelFlow.save``) starts a new spin-up and averaging from a saved flow, carried over to the ``--nx``,
 ``--nz``, ``--lx``, ``--lz`` and ``--driving`` given (``ChannelFlow.regrid``: spectral interpolation, or
 the periodic part for a box that divides the saved one). Results, written atomically to
-``--out``: ``results.md`` (settings, resolution in wall units, the error table), ``profiles.png`` and
-``summary.json``; the log goes to ``validate_channel.log``.
+``--out``: ``results.md`` (settings, resolution in wall units, the error table), ``profiles.png``,
+``spectra.png`` (premultiplied streamwise and spanwise spectra at a few ``y+``) and ``summary.json``;
+the log goes to ``validate_channel.log``.
 
     python tools/validate_channel.py --nx 64 --ny 65 --nz 64 --spin-up 40 --averaging 20 --out runs/channel180
 
@@ -47,11 +48,14 @@ from scipy.interpolate import PchipInterpolator
 from sciml.core.atomic import atomic_directory, atomic_path, write_text_atomic
 from sciml.core.progress import progress_bar
 from sciml.physics.channel import ChannelFlow, chebyshev_points
-from sciml.physics.channel_statistics import ChannelProfiles, ChannelStatisticsAccumulator
+from sciml.physics.channel_statistics import ChannelProfiles, ChannelSpectra, ChannelStatisticsAccumulator
 
 REFERENCE = Path(__file__).resolve().parents[1] / ".." / "shared" / "reference" / "channel_dns" / "Re180.prof"
 COLUMNS = {"y": 0, "y_plus": 1, "u_mean": 2, "u_rms": 3, "v_rms": 4, "w_rms": 5, "uv": 10}
 PEAKS = (("u_rms", "u'+"), ("v_rms", "v'+"), ("w_rms", "w'+"), ("reynolds_shear", "-<u'v'>+"))
+#: Heights of the one-dimensional spectra in ``spectra.png``: viscous sublayer, near the u' peak, buffer
+#: and log layer, centreline (the nearest grid points are used).
+SPECTRA_Y_PLUS = (5.0, 15.0, 30.0, 100.0, math.inf)
 log = logging.getLogger("validate_channel")
 
 
@@ -274,7 +278,10 @@ def table(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def write_results(out: Path, summary: dict, profiles: ChannelProfiles, reference: dict) -> None:
+def write_results(
+    out: Path, summary: dict, accumulator: ChannelStatisticsAccumulator, reference: dict
+) -> None:
+    profiles = accumulator.profiles()
     settings = "\n".join(f"- {key}: {value}" for key, value in summary["settings"].items())
     grid = summary["resolution"]
     text = (
@@ -289,6 +296,8 @@ def write_results(out: Path, summary: dict, profiles: ChannelProfiles, reference
     write_text_atomic(out / "results.md", text)
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=2))
     _plot(out / "profiles.png", profiles, reference)
+    heights = [min(y_plus, profiles.re_tau) for y_plus in SPECTRA_Y_PLUS]
+    _plot_spectra(out / "spectra.png", accumulator.spectra(heights))
 
 
 def _plot(path: Path, profiles: ChannelProfiles, reference: dict) -> None:
@@ -316,6 +325,39 @@ def _plot(path: Path, profiles: ChannelProfiles, reference: dict) -> None:
         xlabel="y+", ylabel="wall units", title="rms velocities and Reynolds shear stress (dashed: ref)"
     )
     right.legend()
+    figure.tight_layout()
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=110)
+    plt.close(figure)
+
+
+def _plot_spectra(path: Path, spectra: ChannelSpectra) -> None:
+    """Premultiplied one-dimensional spectra ``k E(k)`` against the wavelength in wall units, per height."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
+
+    figure, axes = plt.subplots(2, 3, figsize=(13, 7))
+    directions = (("x", spectra.kx_plus, spectra.streamwise), ("z", spectra.kz_plus, spectra.spanwise))
+    for row, (axis_name, k_plus, values) in zip(axes, directions):
+        # Not the mean (k = 0, no wavelength), nor the modes the 2/3 rule removes (zero to rounding).
+        kept = np.flatnonzero(values.max(axis=(0, 1)) > 1e-8 * values.max())
+        kept = kept[kept > 0]
+        wavelength = 2 * math.pi / k_plus[kept]
+        for column, (axis, component) in enumerate(zip(row, ("u", "v", "w"))):
+            for height, spectrum in zip(spectra.y_plus, values[:, column]):
+                premultiplied = k_plus[kept] * spectrum[kept] / k_plus[1]
+                axis.semilogx(wavelength, premultiplied, ".-", label=f"y+ {height:.1f}")
+            axis.xaxis.set_minor_formatter(NullFormatter())
+            axis.set(
+                xlabel=f"lambda_{axis_name}+",
+                ylabel=f"k_{axis_name} E_{component}{component} / u_tau^2",
+                title=f"{component}'{component}' over k_{axis_name}",
+            )
+    axes[0, 0].legend(fontsize=8)
+    figure.suptitle("Premultiplied one-dimensional spectra (per discrete mode, times k / k_1)")
     figure.tight_layout()
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png", dpi=110)
@@ -417,7 +459,7 @@ def _run(args, reference: dict, dtype: torch.dtype) -> dict:
         "steps this run": total_steps,
         "wall time this run / s": round(elapsed, 1),
     }
-    write_results(args.out, summary, profiles, reference)
+    write_results(args.out, summary, accumulator, reference)
     grid = summary["resolution"]
     print(
         f"Re_tau {profiles.re_tau:.2f} (reference {summary['re_tau_reference']:.2f}), "
@@ -426,7 +468,7 @@ def _run(args, reference: dict, dtype: torch.dtype) -> dict:
         f"dy+ {grid['dy_plus_min']:.3f} .. {grid['dy_plus_max']:.2f}"
     )
     print(table(summary))
-    print(f"wrote {args.out / 'results.md'}, {args.out / 'profiles.png'}")
+    print(f"wrote {args.out / 'results.md'}, {args.out / 'profiles.png'}, {args.out / 'spectra.png'}")
     return summary
 
 

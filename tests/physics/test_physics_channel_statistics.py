@@ -238,7 +238,7 @@ def test_validate_channel_runs_end_to_end_and_resumes(tmp_path, capsys, driving)
     tool.main([*common, "--spin-up", "0.01", "--averaging", "0.02"])
     table = (out / "results.md").read_text()
     assert "U+ relative error" in table and "dx+" in table
-    assert (out / "profiles.png").stat().st_size > 1000
+    assert (out / "profiles.png").stat().st_size > 1000 and (out / "spectra.png").stat().st_size > 1000
     summary = tool.json.loads((out / "summary.json").read_text())
     assert summary["samples"] == 3 and math.isfinite(summary["u_plus_max_relative_error"])
     assert summary["settings"]["driving"] == driving
