@@ -279,7 +279,8 @@ def print_table(results: dict[str, dict], meta: dict) -> None:
         "new dt each step",
     )
     for column in columns:
-        table.add_column(column, justify="left" if column == "configuration" else "right")
+        first = column == "configuration"
+        table.add_column(column, justify="left" if first else "right", no_wrap=first)
     for name, entry in results.items():
         if "error" in entry:
             table.add_row(name, *["-"] * (len(columns) - 2), entry["error"])
