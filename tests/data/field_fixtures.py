@@ -19,6 +19,7 @@ Each returns the arrays it wrote so tests can compare what a reader serves again
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
 from pathlib import Path
@@ -269,3 +270,13 @@ def main(out: str) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1] if len(sys.argv) > 1 else "fixtures")
+
+
+def tree_digests(root) -> dict[str, str]:
+    """sha256 of every file under ``root`` by relative path: two stores compare equal byte for byte."""
+    root = Path(root)
+    return {
+        str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    }

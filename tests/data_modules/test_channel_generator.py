@@ -1,11 +1,10 @@
 """The channel generator: turbulent seed states, the filter against a direct evaluation, both formats with
 wall boundaries and Gauss-Lobatto coordinates, determinism, atomic writes, config errors and ``fit``."""
 
-import hashlib
 import itertools
 import math
-import os
 
+import field_fixtures  # tests/data, on sys.path through tests/conftest.py
 import numpy as np
 import pytest
 import torch
@@ -34,16 +33,6 @@ def generated(tmp_path_factory):
     """The tiny dataset, written twice into separate folders."""
     root = tmp_path_factory.mktemp("channel")
     return [make_channel_dataset(root / name, **TINY) for name in ("a", "b")]
-
-
-def _tree(root) -> dict[str, str]:
-    return {
-        os.path.relpath(os.path.join(d, f), root): hashlib.sha256(
-            open(os.path.join(d, f), "rb").read()
-        ).hexdigest()
-        for d, _, files in os.walk(root)
-        for f in files
-    }
 
 
 def test_the_packaged_seed_states_are_developed_turbulence():
@@ -111,7 +100,7 @@ def test_the_coarse_velocity_is_the_sharp_cutoff_of_the_dns(generated):
 def test_reruns_give_the_same_bytes(generated):
     first, second = generated
     assert first["hdf5"].read_bytes() == second["hdf5"].read_bytes()
-    assert _tree(first["zarr"]) == _tree(second["zarr"])
+    assert field_fixtures.tree_digests(first["zarr"]) == field_fixtures.tree_digests(second["zarr"])
 
 
 def test_the_root_attributes_describe_the_data(generated):

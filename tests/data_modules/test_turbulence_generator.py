@@ -1,8 +1,6 @@
 """The turbulence generator end to end on a tiny grid: determinism, schema, and the embedded default path."""
 
-import hashlib
-import os
-
+import field_fixtures  # tests/data, on sys.path through tests/conftest.py
 import numpy as np
 import pytest
 from the_well.data import WellDataset
@@ -20,21 +18,11 @@ TINY = {
 }
 
 
-def _tree(root) -> dict[str, str]:
-    return {
-        os.path.relpath(os.path.join(d, f), root): hashlib.sha256(
-            open(os.path.join(d, f), "rb").read()
-        ).hexdigest()
-        for d, _, files in os.walk(root)
-        for f in files
-    }
-
-
 def test_reruns_with_the_same_seed_give_the_same_bytes(tmp_path):
     first = make_turbulence_dataset(tmp_path / "a", **TINY)
     second = make_turbulence_dataset(tmp_path / "b", **TINY)
     assert first["hdf5"].read_bytes() == second["hdf5"].read_bytes()
-    assert _tree(first["zarr"]) == _tree(second["zarr"])
+    assert field_fixtures.tree_digests(first["zarr"]) == field_fixtures.tree_digests(second["zarr"])
     other = make_turbulence_dataset(tmp_path / "c", formats=("hdf5",), **{**TINY, "seed": 1})
     assert other["hdf5"].read_bytes() != first["hdf5"].read_bytes()
 
