@@ -1,5 +1,6 @@
 import importlib.util
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -8,7 +9,7 @@ import torch
 
 from sciml.core.errors import ConfigError
 from sciml.physics.channel import ChannelFlow, chebyshev_points
-from sciml.physics.channel_statistics import ChannelStatisticsAccumulator, channel_statistics
+from sciml.physics.channel_statistics import ChannelProfiles, ChannelStatisticsAccumulator, channel_statistics
 
 SHAPE = (12, 17, 8)
 LENGTHS = (2 * math.pi, math.pi)
@@ -309,3 +310,52 @@ def test_validate_channel_restarts_from_a_saved_state_in_float32(tmp_path):
         + ["--averaging", "0", "--threads", "1", "--out", str(tmp_path / "switched"), "--no-progress"]
     )
     assert switched["settings"]["driving"] == "pressure_gradient"
+
+
+def _profiles_from_reference(reference, n=128, **changes):
+    """The reference profiles sampled at the folded Gauss-Lobatto points of an ``n``-interval grid."""
+    from scipy.interpolate import PchipInterpolator
+
+    re_tau = float(reference["y_plus"][-1])
+    eta = (1.0 - chebyshev_points(n))[: n // 2 + 1]  # wall .. centre
+    y_plus = eta * re_tau
+    at = {
+        name: PchipInterpolator(reference["y_plus"], reference[name])(y_plus)
+        for name in ("u_mean", "u_rms", "v_rms", "w_rms", "reynolds_shear")
+    }
+    at.update(changes)
+    zero = np.zeros_like(eta)
+    return ChannelProfiles(
+        nu=1 / re_tau,
+        u_tau=1.0,
+        re_tau=re_tau,
+        samples=1,
+        eta=eta,
+        y_plus=y_plus,
+        v_mean=zero,
+        w_mean=zero,
+        uw=zero,
+        vw=zero,
+        viscous_shear=zero,
+        stress_residual=zero,
+        **at,
+    )
+
+
+def test_validate_channel_scores_the_reference_itself_zero_and_a_wrong_profile_by_its_error():
+    tool = _load_tool()
+    reference = tool.read_reference(tool.REFERENCE)
+    exact = tool.compare(_profiles_from_reference(reference), reference)
+    assert exact["u_plus_max_relative_error"] < 2e-3
+    for name, _ in tool.PEAKS:
+        assert abs(exact[f"{name}_peak_relative_error"]) < 2e-3
+        assert exact[f"{name}_peak_y_plus"] == pytest.approx(exact[f"{name}_peak_y_plus_reference"], abs=1.0)
+    low = _profiles_from_reference(reference)
+    scaled = tool.compare(_profiles_from_reference(reference, u_mean=0.97 * low.u_mean), reference)
+    assert scaled["u_plus_max_relative_error"] == pytest.approx(0.03, abs=2e-3)
+    swapped = tool.compare(_profiles_from_reference(reference, u_rms=low.w_rms, w_rms=low.u_rms), reference)
+    assert swapped["u_rms_peak_relative_error"] < -0.5 and swapped["w_rms_peak_relative_error"] > 1.0
+    # Right values at the wrong wall distances (wall units of a Re_tau 10 % too high): off by more than 3 %.
+    claimed = 1.1 * low.re_tau
+    stretched = tool.compare(replace(low, re_tau=claimed, y_plus=low.eta * claimed), reference)
+    assert stretched["u_plus_max_relative_error"] > 0.03
